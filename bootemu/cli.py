@@ -1,0 +1,221 @@
+"""The ``bootemu`` command line (argparse). ``main([...])`` runs in-process for tests.
+
+Exit codes: 0 the boot completed with no violation; 1 the emulated kernel panicked or a check
+found a violation; 2 bad input or usage (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bootemu import tracing
+from bootemu.models import BootemuError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _add_machine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("machine", help="machine file (TOML) or built-in preset name")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a machine-file key, e.g. --set kernel.cmdline=mem=512M",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bootemu", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("boot", help="boot a machine once and trace it")
+    _add_machine_args(p)
+    p.add_argument("--allocator", help="allocator backend (overrides the machine file)")
+    p.add_argument("--arch", help="arch plugin (overrides the machine file)")
+    p.add_argument(
+        "--log-format",
+        choices=tracing.LOG_FORMATS,
+        help="trace format on stdout (default: console on a terminal, json otherwise)",
+    )
+    p.add_argument("--report", type=Path, help="write the boot report (JSON) to this file")
+    p.add_argument("--disable", action="append", default=[], help="leave out an observer plugin")
+
+    p = sub.add_parser("compare", help="boot one machine on several backends, side by side")
+    _add_machine_args(p)
+    p.add_argument(
+        "--allocators", default="bootmem,bootmem2", help="comma-separated backends to compare"
+    )
+    p.add_argument("--arch", help="arch plugin (overrides the machine file)")
+    p.add_argument("--report", type=Path, help="write all boots' reports (JSON) to this file")
+
+    sub.add_parser("plugins", help="list arches and allocator backends, and where each comes from")
+    sub.add_parser("machines", help="list the built-in machine presets")
+
+    p = sub.add_parser("import-dmesg", help="write a machine file that reproduces a boot log")
+    p.add_argument("log", type=Path, help="kernel boot log (dmesg or serial capture)")
+    p.add_argument("-o", "--output", type=Path, help="machine file to write (default: stdout)")
+    p.add_argument("--arch", help="arch, when the log does not say")
+    p.add_argument("--profile", help="kernel profile, when the log does not say")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("import-memmap", help="write a machine file from /sys/firmware/memmap")
+    p.add_argument("dir", nargs="?", type=Path, default=Path("/sys/firmware/memmap"))
+    p.add_argument("-o", "--output", type=Path, help="machine file to write (default: stdout)")
+    p.add_argument("--arch", default="x86_32", help="arch of the machine file (default x86_32)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("bench", help="time boots of the largest presets")
+    p.add_argument("machines", nargs="*", help="presets or files (default: the large presets)")
+    p.add_argument("--allocators", default="bootmem,bootmem2", help="comma-separated backends")
+    p.add_argument("--repeat", type=int, default=3, help="boots per measurement (best is kept)")
+    return parser
+
+
+def _write(path: Path | None, text: str) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise BootemuError(f"{path}: cannot write: {exc.strerror}") from exc
+
+
+def _cmd_boot(args: argparse.Namespace) -> int:
+    from bootemu.machine import load_machine
+    from bootemu.report import dumps
+    from bootemu.sequencer import boot_machine
+
+    machine = load_machine(args.machine, overrides=args.overrides)
+    log_format = args.log_format or ("console" if sys.stdout.isatty() else "json")
+    tracing.configure(log_format, sys.stdout)
+    try:
+        result = boot_machine(
+            machine, allocator=args.allocator, arch=args.arch, disabled=args.disable
+        )
+    finally:
+        tracing.configure(None)
+    if args.report is not None:
+        _write(args.report, dumps(result.report))
+    return result.exit_code
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bootemu.compare import compare_machine, render_table
+    from bootemu.machine import load_machine
+    from bootemu.report import dumps
+
+    machine = load_machine(args.machine, overrides=args.overrides)
+    names = [n.strip() for n in args.allocators.split(",") if n.strip()]
+    if not names:
+        raise BootemuError("--allocators: no backend named")
+    tracing.configure(None)
+    results = compare_machine(machine, names, arch=args.arch)
+    sys.stdout.write(render_table(results))
+    if args.report is not None:
+        _write(args.report, dumps({"machine": machine.name, "boots": [r.report for r in results]}))
+    return max(r.exit_code for r in results)
+
+
+def _cmd_plugins(_args: argparse.Namespace) -> int:
+    from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, OBSERVER_GROUP, discover
+
+    for title, group in (
+        ("arches", ARCH_GROUP),
+        ("allocators", ALLOCATOR_GROUP),
+        ("observers", OBSERVER_GROUP),
+    ):
+        found = discover(group)
+        print(f"{title} ({group}):")
+        if not found:
+            print("  (none)")
+        for info in found.values():
+            print(f"  {info.name:<18} {info.value:<36} {info.distribution}")
+            if info.description:
+                print(f"  {'':<18} {info.description}")
+    return 0
+
+
+def _cmd_machines(_args: argparse.Namespace) -> int:
+    from bootemu.machine import list_presets
+
+    for name, description in list_presets():
+        print(f"{name:<22} {description}")
+    return 0
+
+
+def _cmd_import_dmesg(args: argparse.Namespace) -> int:
+    from bootemu.importers import import_dmesg
+    from bootemu.machine import dump_machine
+
+    try:
+        text = args.log.read_text(errors="replace")
+    except OSError as exc:
+        raise BootemuError(f"{args.log}: cannot read: {exc.strerror}") from exc
+    machine, notes = import_dmesg(
+        text, source=str(args.log), arch=args.arch, profile=args.profile, overrides=args.overrides
+    )
+    for note in notes:
+        print(f"bootemu: {note}", file=sys.stderr)
+    _write(args.output, dump_machine(machine))
+    return 0
+
+
+def _cmd_import_memmap(args: argparse.Namespace) -> int:
+    from bootemu.importers import import_memmap
+    from bootemu.machine import dump_machine
+
+    machine = import_memmap(args.dir, arch=args.arch, overrides=args.overrides)
+    _write(args.output, dump_machine(machine))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bootemu.bench import run_bench
+
+    names = [n.strip() for n in args.allocators.split(",") if n.strip()]
+    tracing.configure(None)
+    sys.stdout.write(run_bench(args.machines, names, repeat=args.repeat))
+    return 0
+
+
+COMMANDS = {
+    "boot": _cmd_boot,
+    "compare": _cmd_compare,
+    "plugins": _cmd_plugins,
+    "machines": _cmd_machines,
+    "import-dmesg": _cmd_import_dmesg,
+    "import-memmap": _cmd_import_memmap,
+    "bench": _cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one line (or --help)
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except BootemuError as exc:
+        print(f"bootemu: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `bootemu boot ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
