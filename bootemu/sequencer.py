@@ -81,17 +81,23 @@ def boot_machine(
     arch: str | None = None,
     extra_plugins: Sequence[object] = (),
     disabled: Sequence[str] = (),
+    arch_plugin: object | None = None,
+    allocator_plugin: object | None = None,
 ) -> BootResult:
     """Boot ``machine`` once on the chosen arch and allocator backend.
 
     ``allocator`` / ``arch`` override the machine file; ``extra_plugins`` are observer plugin
     instances to register for this boot (tests, tools); ``disabled`` names observer plugins from
-    the ``bootemu.plugins`` entry-point group to leave out.
+    the ``bootemu.plugins`` entry-point group to leave out. ``arch_plugin`` /
+    ``allocator_plugin`` inject ready instances instead of discovering them by name (tests and
+    tools that bring their own arch or backend).
     """
     arch_name = arch or machine.arch
     alloc_name = allocator or machine.allocator
-    arch_cls = select(ARCH_GROUP, arch_name, discover(ARCH_GROUP)).load()
-    alloc_cls = select(ALLOCATOR_GROUP, alloc_name, discover(ALLOCATOR_GROUP)).load()
+    if arch_plugin is None:
+        arch_plugin = select(ARCH_GROUP, arch_name, discover(ARCH_GROUP)).load()()
+    if allocator_plugin is None:
+        allocator_plugin = select(ALLOCATOR_GROUP, alloc_name, discover(ALLOCATOR_GROUP)).load()()
     observers = [
         (info.load()(), f"observer:{name}")
         for name, info in discover(OBSERVER_GROUP, disabled=disabled).items()
@@ -105,8 +111,8 @@ def boot_machine(
     )
     recorder = Recorder(boot)
     plugins: list[tuple[object, str]] = [
-        (arch_cls(), f"arch:{arch_name}"),
-        (alloc_cls(), f"allocator:{alloc_name}"),
+        (arch_plugin, f"arch:{arch_name}"),
+        (allocator_plugin, f"allocator:{alloc_name}"),
         (recorder, "core:recorder"),
         *observers,
         *((p, f"extra:{i}:{type(p).__name__}") for i, p in enumerate(extra_plugins)),
