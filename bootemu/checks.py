@@ -1,0 +1,493 @@
+"""The checks of DESIGN.md ("Checks"), run once in the core for every backend.
+
+Two parts:
+
+- :class:`Recorder`, an observer plugin registered in every boot's plugin manager. It wraps the
+  allocator hooks (pluggy new-style wrappers) and keeps a ledger of what the arch reserved and
+  allocated, where the backend's bitmaps sit, and every request with its answer
+  (``boot.allocations``). Allocations that overlap live memory are caught when they happen.
+- :func:`run_checks`, called after the handoff: compares the ledger, the layout and the
+  page-allocator model and returns :class:`Violation` ranges of five kinds (:data:`KINDS`).
+
+Everything is range arithmetic over short sorted lists (reservations, allocations, RAM ranges,
+blocks) plus ``bitarray.find`` over the model's ``handed`` map: no loop runs once per page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bitarray import bitarray
+
+from bootemu.boot import AllocationRecord
+from bootemu.hookspecs import hookimpl
+from bootemu.models import (
+    AllocRequest,
+    BitmapRequest,
+    Layout,
+    merge_ranges,
+    pfn_down,
+    pfn_phys,
+    pfn_up,
+)
+from bootemu.pagealloc import bit_runs
+
+if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
+    from bootemu.boot import Boot
+    from bootemu.pagealloc import PageAllocModel
+
+KINDS = ("conservation", "double-handoff", "hole", "misplaced", "overlap")
+
+#: Ranges reported per finding before the rest is summed up in one violation, so that a
+#: backend that loses every other page cannot flood the report.
+MAX_RANGES = 1000
+
+Ranges = list[tuple[int, int]]
+
+
+@dataclass(frozen=True, order=True)
+class Violation:
+    """One finding: ``kind`` (one of :data:`KINDS`), pfns ``[start_pfn, end_pfn)``, a sentence.
+
+    ``start_pfn == end_pfn == 0`` for findings about counts rather than pages.
+    """
+
+    kind: str
+    start_pfn: int
+    end_pfn: int
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report's ``violations`` entry."""
+        return {
+            "kind": self.kind,
+            "start_pfn": self.start_pfn,
+            "end_pfn": self.end_pfn,
+            "detail": self.detail,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Range arithmetic on sorted, disjoint, half-open ranges
+
+
+def subtract(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
+    """``a - b`` for sorted disjoint range lists."""
+    out: Ranges = []
+    bl = list(b)
+    j = 0
+    for s, e in a:
+        while j < len(bl) and bl[j][1] <= s:
+            j += 1
+        pos, k = s, j
+        while k < len(bl) and bl[k][0] < e:
+            if bl[k][0] > pos:
+                out.append((pos, bl[k][0]))
+            pos = max(pos, bl[k][1])
+            k += 1
+        if pos < e:
+            out.append((pos, e))
+    return out
+
+
+def intersect(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
+    """``a & b`` for sorted disjoint range lists."""
+    al, bl = list(a), list(b)
+    out: Ranges = []
+    i = j = 0
+    while i < len(al) and j < len(bl):
+        s, e = max(al[i][0], bl[j][0]), min(al[i][1], bl[j][1])
+        if s < e:
+            out.append((s, e))
+        if al[i][1] < bl[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:
+    """The pfn ranges that byte ranges touch (rounded outward), merged."""
+    return list(merge_ranges((pfn_down(s), pfn_up(e)) for s, e in byte_ranges))
+
+
+class ByteRanges:
+    """A set of bytes kept as sorted disjoint ranges (small: one entry per early request)."""
+
+    def __init__(self) -> None:
+        self.ranges: Ranges = []
+
+    def add(self, start: int, end: int) -> None:
+        self.ranges = list(merge_ranges([*self.ranges, (start, end)]))
+
+    def remove(self, start: int, end: int) -> None:
+        self.ranges = subtract(self.ranges, [(start, end)])
+
+    def overlapping(self, start: int, end: int) -> Ranges:
+        return intersect(self.ranges, [(start, end)])
+
+
+# --------------------------------------------------------------------------------------------
+# The recorder
+
+
+class Recorder:
+    """Observer plugin: wraps the allocator hooks and keeps the ledger the checks read.
+
+    - ``reserved`` / ``allocated``: live bytes of reservations and allocations; a free removes
+      its exact byte range from both (a page partly freed stays covered by what is left).
+    - ``bitmaps``: bitmap key -> pfn range ``[pfn, pfn + pages)`` (bitmap request + placement).
+    - ``allocs``: every successful allocation ``(request, addr)``, in order.
+    - ``overlaps``: violations found when an allocation landed on live memory.
+
+    Every reserve / free / alloc is appended to ``boot.allocations`` as an
+    :class:`bootemu.boot.AllocationRecord` and traced (``alloc.request``, ``alloc.reserve``,
+    ``alloc.free``).
+    """
+
+    def __init__(self, boot: Boot) -> None:
+        self.boot = boot
+        self.reserved = ByteRanges()
+        self.allocated = ByteRanges()
+        self.bitmap_requests: dict[str, BitmapRequest] = {}
+        self.bitmaps: dict[str, tuple[int, int]] = {}
+        self.allocs: list[tuple[AllocRequest, int]] = []
+        self.overlaps: list[Violation] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _nodes_touched(self, addr: int | None, size: int) -> tuple[int, ...]:
+        layout = self.boot.layout
+        if addr is None or layout is None or size <= 0:
+            return ()
+        pieces = layout.node_pieces(pfn_down(addr), pfn_up(addr + size))
+        return tuple(sorted({n for _, _, n in pieces if n is not None}))
+
+    def live_pages(self) -> Ranges:
+        """Pfn ranges holding a live reservation or allocation (any byte of the page)."""
+        return to_pages([*self.reserved.ranges, *self.allocated.ranges])
+
+    def bitmap_pages(self) -> Ranges:
+        """Pfn ranges of the backend's bitmaps (released at handoff or still reserved)."""
+        return list(merge_ranges(self.bitmaps.values()))
+
+    # -- hook wrappers -----------------------------------------------------------------------
+
+    @hookimpl(wrapper=True)
+    def bootemu_alloc_bitmap_requests(self) -> Generator[None, Any, Any]:
+        result = yield
+        for req in result or ():
+            self.bitmap_requests[req.key] = req
+        return result
+
+    @hookimpl(wrapper=True)
+    def bootemu_alloc_enable(self, placements: Mapping[str, int]) -> Generator[None, Any, Any]:
+        result = yield
+        for key, pfn in sorted(placements.items()):
+            req = self.bitmap_requests.get(key)
+            self.bitmaps[key] = (pfn, pfn + (req.pages if req is not None else 0))
+        return result
+
+    @hookimpl(wrapper=True)
+    def bootemu_alloc_free(
+        self, addr: int, size: int, node: int | None
+    ) -> Generator[None, Any, Any]:
+        try:
+            result = yield
+        finally:
+            self._record("free", addr, size, node, None)
+            self.boot.trace("alloc.free", addr=addr, size=size, node=node)
+        # Only a free that returned is booked (a BUG() leaves the ledger as it was).
+        self.reserved.remove(addr, addr + size)
+        self.allocated.remove(addr, addr + size)
+        return result
+
+    @hookimpl(wrapper=True)
+    def bootemu_alloc_reserve(
+        self, addr: int, size: int, node: int | None, exclusive: bool
+    ) -> Generator[None, Any, Any]:
+        result = None
+        try:
+            result = yield
+        finally:
+            self._record("reserve", addr, size, node, result)
+            self.boot.trace(
+                "alloc.reserve", addr=addr, size=size, node=node, exclusive=exclusive, result=result
+            )
+        # mm/bootmem.c reserve_bootmem_core(), 2.6.25: -EBUSY rolls the whole range back.
+        if result is not None and result >= 0 and size > 0:
+            self.reserved.add(addr, addr + size)
+        return result
+
+    @hookimpl(wrapper=True)
+    def bootemu_alloc_alloc(self, request: AllocRequest) -> Generator[None, Any, Any]:
+        addr = None
+        try:
+            addr = yield
+        finally:
+            self._record_alloc(request, addr)
+        if addr is not None and request.size > 0:
+            self._check_overlap(request, addr)
+            self.allocated.add(addr, addr + request.size)
+            self.allocs.append((request, addr))
+        return addr
+
+    def _record(self, op: str, addr: int, size: int, node: int | None, result: int | None) -> None:
+        self.boot.allocations.append(
+            AllocationRecord(
+                op=op,
+                size=size,
+                align=0,
+                goal=0,
+                limit=0,
+                node=node,
+                addr=addr,
+                nodes_touched=self._nodes_touched(addr, size),
+                result=result,
+            )
+        )
+
+    def _record_alloc(self, request: AllocRequest, addr: int | None) -> None:
+        self.boot.allocations.append(
+            AllocationRecord(
+                op="alloc",
+                size=request.size,
+                align=request.align,
+                goal=request.goal,
+                limit=request.limit,
+                node=request.node,
+                addr=addr,
+                nodes_touched=self._nodes_touched(addr, request.size),
+                wrapper=request.wrapper,
+                caller=request.caller,
+                label=request.label,
+            )
+        )
+        self.boot.trace(
+            "alloc.request",
+            wrapper=request.wrapper,
+            size=request.size,
+            align=request.align,
+            goal=request.goal,
+            limit=request.limit,
+            node=request.node,
+            addr=addr,
+            caller=request.caller,
+            label=request.label,
+        )
+
+    def _check_overlap(self, request: AllocRequest, addr: int) -> None:
+        """An allocation may not share a byte with live memory (sharing a page is fine)."""
+        end = addr + request.size
+        found: list[tuple[int, int, str]] = []
+        found += [(s, e, "a live reservation") for s, e in self.reserved.overlapping(addr, end)]
+        found += [(s, e, "a live allocation") for s, e in self.allocated.overlapping(addr, end)]
+        for key, (ps, pe) in sorted(self.bitmaps.items()):
+            s, e = max(addr, pfn_phys(ps)), min(end, pfn_phys(pe))
+            if s < e:
+                found.append((s, e, f"bitmap {key}"))
+        # One violation per overlapping stretch, naming everything it hits (the arch reserves
+        # a bitmap's pages, so an allocation there hits both the bitmap and a reservation).
+        name = request.label or request.caller or request.wrapper
+        groups: list[tuple[int, int, list[str]]] = []
+        for s, e, what in sorted(found):
+            if groups and s < groups[-1][1]:
+                gs, ge, names = groups[-1]
+                groups[-1] = (gs, max(ge, e), names if what in names else [*names, what])
+            else:
+                groups.append((s, e, [what]))
+        for s, e, names in groups:
+            self.overlaps.append(
+                Violation(
+                    "overlap",
+                    pfn_down(s),
+                    pfn_up(e),
+                    f"{name}: {request.size} bytes at {addr:#x} overlap {' and '.join(names)} "
+                    f"at [{s:#x}, {e:#x})",
+                )
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The checks
+
+
+def _emit(out: list[Violation], kind: str, runs: Iterator[tuple[int, int]], detail: str) -> None:
+    """One violation per run; past :data:`MAX_RANGES`, one more that sums up the rest."""
+    n = 0
+    for s, e in runs:
+        if n == MAX_RANGES:
+            rest = [(s, e), *runs]
+            pages = sum(re - rs for rs, re in rest)
+            out.append(
+                Violation(
+                    kind,
+                    rest[0][0],
+                    rest[-1][1],
+                    f"{detail} ({len(rest)} more ranges, {pages} pages)",
+                )
+            )
+            return
+        out.append(Violation(kind, s, e, detail))
+        n += 1
+
+
+def _runs_in(
+    bits: bitarray, value: int, ranges: Iterable[tuple[int, int]]
+) -> Iterator[tuple[int, int]]:
+    """Runs of ``value`` in ``bits`` inside each range (past the end of ``bits``: all 0)."""
+    size = len(bits)
+    for s, e in ranges:
+        yield from bit_runs(bits, value, min(s, size), min(e, size))
+        if value == 0 and e > size:
+            yield max(s, size), e
+
+
+def _merge_tagged(
+    items: Iterable[tuple[int, int, Any]],
+) -> Iterator[tuple[int, int, Any]]:
+    """Coalesce sorted ``(start, end, tag)`` that touch and carry the same tag."""
+    cur: list[Any] | None = None
+    for s, e, tag in sorted(items, key=lambda t: (t[0], t[1])):
+        if cur is not None and s == cur[1] and tag == cur[2]:
+            cur[1] = e
+            continue
+        if cur is not None:
+            yield cur[0], cur[1], cur[2]
+        cur = [s, e, tag]
+    if cur is not None:
+        yield cur[0], cur[1], cur[2]
+
+
+def run_checks(
+    layout: Layout,
+    pagealloc: PageAllocModel,
+    recorder: Recorder | None,
+    *,
+    handoff_count: int | None,
+    trace: Callable[..., Any] | None = None,
+) -> list[Violation]:
+    """Run every check after the handoff; returns violations sorted by (kind, start_pfn).
+
+    ``handoff_count`` is what the arch / backend said it released (``totalram_pages``), or
+    None to skip that comparison; it must equal the pages offered to ``pagealloc``.
+    """
+    out: list[Violation] = []
+    handed = pagealloc.handed
+    ram = list(merge_ranges(layout.ram))
+    live = recorder.live_pages() if recorder is not None else []
+    bitmaps = recorder.bitmap_pages() if recorder is not None else []
+    covered = list(merge_ranges([*live, *bitmaps]))
+
+    # conservation: RAM = handed-off (+) still reserved; bitmap pages may be either.
+    lost = subtract(ram, covered)
+    _emit(
+        out,
+        "conservation",
+        _runs_in(handed, 0, lost),
+        "RAM pages neither handed off nor reserved (lost)",
+    )
+    held = intersect(ram, subtract(live, bitmaps))
+    _emit(
+        out,
+        "conservation",
+        _runs_in(handed, 1, held),
+        "pages handed off while still reserved or allocated",
+    )
+    if handoff_count is not None and handoff_count != pagealloc.offered:
+        out.append(
+            Violation(
+                "conservation",
+                0,
+                0,
+                f"released count {handoff_count} != {pagealloc.offered} pages "
+                "the page allocator was given",
+            )
+        )
+
+    # double-handoff
+    for s, e, (first, second) in _merge_tagged(
+        (s, e, (f, n)) for s, e, f, n in pagealloc.double_handoffs
+    ):
+        out.append(
+            Violation(
+                "double-handoff",
+                s,
+                e,
+                f"pages given to node {first}'s free lists, then again by node {second}",
+            )
+        )
+
+    # hole: handed-off or allocated pages that are not RAM.
+    not_ram = subtract([(0, len(handed))], ram)
+    _emit(out, "hole", _runs_in(handed, 1, not_ram), "non-RAM pages handed off")
+    for s, e, node in _merge_tagged(pagealloc.outside):
+        out.append(Violation("hole", s, e, f"pages released to node {node} above every zone"))
+
+    # misplaced: node-specific allocations and free lists holding another node's pages.
+    for request, addr in recorder.allocs if recorder is not None else ():
+        ps, pe = pfn_down(addr), pfn_up(addr + request.size)
+        name = request.label or request.caller or request.wrapper
+        for s, e in subtract([(ps, pe)], ram):
+            out.append(
+                Violation("hole", s, e, f"{name}: allocation at {addr:#x} touches non-RAM pages")
+            )
+        if request.node is None or not request.wrapper.endswith("_node"):
+            continue
+        for s, e, where in layout.node_pieces(ps, pe):
+            if where is not None and where != request.node:
+                out.append(
+                    Violation(
+                        "misplaced",
+                        s,
+                        e,
+                        f"{name}: {request.wrapper}(node {request.node}) got memory at "
+                        f"{addr:#x} residing on node {where}",
+                    )
+                )
+    pieces = [
+        (ps, pe, (node, zone, where))
+        for node, zone, s, e in pagealloc.filed()
+        for ps, pe, where in layout.node_pieces(s, e)
+        if where is not None and where != node
+    ]
+    for s, e, (node, zone, where) in _merge_tagged(pieces):
+        out.append(
+            Violation(
+                "misplaced",
+                s,
+                e,
+                f"node {node} zone {zone} free lists hold pages residing on node {where}",
+            )
+        )
+
+    # overlap: found by the recorder when each allocation was made.
+    if recorder is not None:
+        out.extend(recorder.overlaps)
+
+    out.sort()
+    if trace is not None:
+        for v in out:
+            trace(
+                "check.violation",
+                kind=v.kind,
+                start_pfn=v.start_pfn,
+                end_pfn=v.end_pfn,
+                detail=v.detail,
+            )
+    return out
+
+
+__all__ = [
+    "KINDS",
+    "MAX_RANGES",
+    "ByteRanges",
+    "Recorder",
+    "Violation",
+    "intersect",
+    "run_checks",
+    "subtract",
+    "to_pages",
+]
