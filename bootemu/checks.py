@@ -314,24 +314,22 @@ class Recorder:
 # The checks
 
 
-def _emit(out: list[Violation], kind: str, runs: Iterator[tuple[int, int]], detail: str) -> None:
-    """One violation per run; past :data:`MAX_RANGES`, one more that sums up the rest."""
-    n = 0
-    for s, e in runs:
+def _emit(out: list[Violation], kind: str, items: Iterable[tuple[int, int, str]]) -> None:
+    """One violation per ``(start, end, detail)``; past :data:`MAX_RANGES` of them, one more
+    that sums up the rest (its detail is the first one's, with the counts)."""
+    it = iter(items)
+    for n, (s, e, detail) in enumerate(it):
         if n == MAX_RANGES:
-            rest = [(s, e), *runs]
-            pages = sum(re - rs for rs, re in rest)
-            out.append(
-                Violation(
-                    kind,
-                    rest[0][0],
-                    rest[-1][1],
-                    f"{detail} ({len(rest)} more ranges, {pages} pages)",
-                )
-            )
+            rest = [(s, e), *((a, b) for a, b, _ in it)]
+            pages = sum(b - a for a, b in rest)
+            more = f" ({len(rest)} more ranges, {pages} pages)"
+            out.append(Violation(kind, s, max(b for _, b in rest), detail + more))
             return
         out.append(Violation(kind, s, e, detail))
-        n += 1
+
+
+def _tag(runs: Iterable[tuple[int, int]], detail: str) -> Iterator[tuple[int, int, str]]:
+    return ((s, e, detail) for s, e in runs)
 
 
 def _runs_in(
@@ -382,86 +380,66 @@ def run_checks(
     covered = list(merge_ranges([*live, *bitmaps]))
 
     # conservation: RAM = handed-off (+) still reserved; bitmap pages may be either.
-    lost = subtract(ram, covered)
-    _emit(
-        out,
-        "conservation",
-        _runs_in(handed, 0, lost),
-        "RAM pages neither handed off nor reserved (lost)",
-    )
-    held = intersect(ram, subtract(live, bitmaps))
-    _emit(
-        out,
-        "conservation",
-        _runs_in(handed, 1, held),
-        "pages handed off while still reserved or allocated",
-    )
+    lost = _runs_in(handed, 0, subtract(ram, covered))
+    _emit(out, "conservation", _tag(lost, "RAM pages neither handed off nor reserved (lost)"))
+    held = _runs_in(handed, 1, intersect(ram, subtract(live, bitmaps)))
+    _emit(out, "conservation", _tag(held, "pages handed off while still reserved or allocated"))
     if handoff_count is not None and handoff_count != pagealloc.offered:
-        out.append(
-            Violation(
-                "conservation",
-                0,
-                0,
-                f"released count {handoff_count} != {pagealloc.offered} pages "
-                "the page allocator was given",
-            )
-        )
+        detail = f"released count {handoff_count} != {pagealloc.offered} pages given to the model"
+        out.append(Violation("conservation", 0, 0, detail))
 
     # double-handoff
-    for s, e, (first, second) in _merge_tagged(
-        (s, e, (f, n)) for s, e, f, n in pagealloc.double_handoffs
-    ):
-        out.append(
-            Violation(
-                "double-handoff",
-                s,
-                e,
-                f"pages given to node {first}'s free lists, then again by node {second}",
-            )
-        )
+    doubles = _merge_tagged((s, e, (f, n)) for s, e, f, n in pagealloc.double_handoffs)
+    _emit(
+        out,
+        "double-handoff",
+        (
+            (s, e, f"pages given to node {f}'s free lists, then again by node {n}")
+            for s, e, (f, n) in doubles
+        ),
+    )
 
     # hole: handed-off or allocated pages that are not RAM.
-    not_ram = subtract([(0, len(handed))], ram)
-    _emit(out, "hole", _runs_in(handed, 1, not_ram), "non-RAM pages handed off")
-    for s, e, node in _merge_tagged(pagealloc.outside):
-        out.append(Violation("hole", s, e, f"pages released to node {node} above every zone"))
+    not_ram = _runs_in(handed, 1, subtract([(0, len(handed))], ram))
+    _emit(out, "hole", _tag(not_ram, "non-RAM pages handed off"))
+    outside = _merge_tagged(pagealloc.outside)
+    _emit(
+        out, "hole", ((s, e, f"pages released to node {n} above every zone") for s, e, n in outside)
+    )
 
     # misplaced: node-specific allocations and free lists holding another node's pages.
+    holes: list[tuple[int, int, str]] = []
+    misplaced: list[tuple[int, int, str]] = []
     for request, addr in recorder.allocs if recorder is not None else ():
         ps, pe = pfn_down(addr), pfn_up(addr + request.size)
         name = request.label or request.caller or request.wrapper
-        for s, e in subtract([(ps, pe)], ram):
-            out.append(
-                Violation("hole", s, e, f"{name}: allocation at {addr:#x} touches non-RAM pages")
-            )
+        detail = f"{name}: allocation at {addr:#x} touches non-RAM pages"
+        holes += _tag(subtract([(ps, pe)], ram), detail)
         if request.node is None or not request.wrapper.endswith("_node"):
             continue
         for s, e, where in layout.node_pieces(ps, pe):
             if where is not None and where != request.node:
-                out.append(
-                    Violation(
-                        "misplaced",
-                        s,
-                        e,
-                        f"{name}: {request.wrapper}(node {request.node}) got memory at "
-                        f"{addr:#x} residing on node {where}",
-                    )
+                detail = (
+                    f"{name}: {request.wrapper}(node {request.node}) got memory at {addr:#x} "
+                    f"residing on node {where}"
                 )
-    pieces = [
+                misplaced.append((s, e, detail))
+    _emit(out, "hole", holes)
+    _emit(out, "misplaced", misplaced)
+    pieces = (
         (ps, pe, (node, zone, where))
         for node, zone, s, e in pagealloc.filed()
         for ps, pe, where in layout.node_pieces(s, e)
         if where is not None and where != node
-    ]
-    for s, e, (node, zone, where) in _merge_tagged(pieces):
-        out.append(
-            Violation(
-                "misplaced",
-                s,
-                e,
-                f"node {node} zone {zone} free lists hold pages residing on node {where}",
-            )
-        )
+    )
+    _emit(
+        out,
+        "misplaced",
+        (
+            (s, e, f"node {n} zone {z} free lists hold pages residing on node {w}")
+            for s, e, (n, z, w) in _merge_tagged(pieces)
+        ),
+    )
 
     # overlap: found by the recorder when each allocation was made.
     if recorder is not None:

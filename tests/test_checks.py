@@ -36,6 +36,7 @@ from bootemu.models import (
     Machine,
     PageSink,
     Zone,
+    merge_ranges,
 )
 from bootemu.pagealloc import PageAllocModel
 
@@ -403,8 +404,6 @@ def test_conservation_matches_per_page_definition(
     reserved_l: list[tuple[int, int]],
     runs_l: list[tuple[int, int]],
 ) -> None:
-    from bootemu.models import merge_ranges
-
     ram = merge_ranges((s, s + n) for s, n in ram_l)
     lay = Layout(
         max_pfn=320,
