@@ -162,7 +162,7 @@ def boot_machine(
                     boot=boot, allocator=alloc_hooks, pagealloc=pagealloc
                 )
                 violations = run_checks(
-                    boot.layout, pagealloc, recorder, handoff_count=None, trace=boot.trace
+                    boot.layout, pagealloc, recorder, handoff_count=handoff_count, trace=boot.trace
                 )
             elif phase == "report":
                 arch_hooks.summary(boot=boot, pagealloc=pagealloc)

@@ -151,7 +151,7 @@ class ToyBackend:
     @hookimpl
     def bootemu_alloc_alloc(self, request):
         pages = pfn_up(request.size)
-        for start in range(*self.span):
+        for start in range(self.span[0], self.span[1] - pages + 1):
             if not self.reserved & set(range(start, start + pages)):
                 self.reserved |= set(range(start, start + pages))
                 return start * PAGE_SIZE
