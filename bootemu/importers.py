@@ -181,6 +181,24 @@ ARCH_64 = "numa64"
 #: The allocator each profile's kernel used: 2.6.25 had classic bootmem; 6.1 has memblock.
 ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "6.1": "memblock"}
 
+
+def choose_allocator(profile: str) -> tuple[str, str]:
+    """The backend for an imported machine, and the note.
+
+    The allocator the profile's kernel really used when that backend is installed (the
+    ``bootemu.allocators`` entry points), else the machine-file default; ``--set
+    machine.allocator=NAME`` chooses another.
+    """
+    from bootemu.machine import DEFAULT_ALLOCATOR
+    from bootemu.plugins import ALLOCATOR_GROUP, discover
+
+    real = ALLOCATOR_BY_PROFILE[profile]
+    if real in discover(ALLOCATOR_GROUP):
+        return real, f"allocator {real} (what Linux {profile} used)"
+    return DEFAULT_ALLOCATOR, (
+        f"allocator {DEFAULT_ALLOCATOR} (Linux {profile} used {real}, which is not installed)"
+    )
+
 _RELEASE_32 = re.compile(r"(?:^|[-_.+])(?:i?[3-6]86|pae|bigmem)(?:$|[-_.+])", re.IGNORECASE)
 _RELEASE_64 = re.compile(r"(?:amd64|x86_64)", re.IGNORECASE)
 _RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
@@ -434,17 +452,51 @@ def find_kernel_image(log: BootLog) -> KernelImage:
     return KernelImage(start=start, end=end, brk_end=brk_end, sections_k=sections)
 
 
-def kernel_config(arch: str, image: KernelImage) -> tuple[list[tuple[str, int]], list[str]]:
-    """The ``[kernel]`` keys for the image position that ``arch`` reads, and notes.
+#: The ``[kernel]`` keys each arch documents for the kernel image (arches/x86_32/config.py;
+#: arches/numa64.py), and which fact of :class:`KernelImage` fills each. Sizes come from the
+#: ``Memory:`` line in KiB (mem_init_print_info() truncates to KiB), so they are multiples of
+#: 1024 within 1 KiB of the real section sizes.
+IMAGE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    ARCH_32: (
+        ("image_start", "start"),
+        # 6.1 keeps [_text, _brk_end) reserved (early_reserve_memory() + reserve_brk()); the
+        # unused brk tail up to _end is never reserved, and _end itself is not printed.
+        ("image_end", "brk_end"),
+        ("text_size", "code"),
+        ("data_size", "rwdata"),
+        ("rodata_size", "rodata"),
+        ("init_size", "init"),
+        ("bss_size", "bss"),
+    ),
+}
 
-    Only keys the arch documents are written (arches reject unknown ``[kernel]`` keys).
+
+def kernel_config(arch: str, image: KernelImage) -> tuple[list[tuple[str, int]], list[str]]:
+    """The ``[kernel]`` keys of :data:`IMAGE_KEYS` that ``arch`` reads, valued from the log.
+
+    Only keys the arch documents are written; facts the log lacks are left to the arch's
+    defaults. Returns ``(config items, notes)``.
     """
+    facts: dict[str, int | None] = {"start": image.start, "end": image.end,
+                                    "brk_end": image.brk_end}
+    facts.update({k: v * 1024 for k, v in image.sections_k})
+    keys = IMAGE_KEYS.get(arch, ())
+    config = [(key, facts[fact]) for key, fact in keys if facts.get(fact) is not None]
+    config = [(k, v) for k, v in config if v is not None]
     notes: list[str] = []
-    config: list[tuple[str, int]] = []
     if image.start is None and image.end is None and not image.sections_k:
         notes.append("kernel image: not in the log (no memblock=debug, no Memory: line)")
-        return config, notes
-    return config, notes
+    elif not keys:
+        notes.append(f"kernel image: arch {arch} reads no image keys; the log's facts are unused")
+    else:
+        written = ", ".join(f"{k}={v:#x}" for k, v in config) or "nothing"
+        sources = []
+        if image.end is not None:
+            sources.append("memblock=debug reserve_brk() and MEMBLOCK dump")
+        if image.sections_k:
+            sources.append("Memory: line")
+        notes.append(f"kernel image: {written} (from {' and '.join(sources)})")
+    return [(k, int(v)) for k, v in config], notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,9 +583,12 @@ def _machine_name(source: str) -> str:
 
 def _finish(machine: Machine, overrides: Sequence[str]) -> Machine:
     """Dump ``machine`` and load it back with ``overrides``: the result is what the file holds."""
-    from bootemu.machine import dump_machine, loads_machine
+    from bootemu.machine import dump_machine, machine_from_toml
 
-    return loads_machine(dump_machine(machine), source=machine.source, overrides=overrides)
+    return machine_from_toml(
+        dump_machine(machine), source=machine.source, default_name=machine.name,
+        overrides=overrides,
+    )
 
 
 def import_dmesg(
@@ -583,10 +638,9 @@ def import_dmesg(
         notes.append("no command line in the log: kernel.cmdline is empty")
     else:
         cmdline, dropped = memory_cmdline(raw_cmdline, profile=chosen_profile)
-        kept = f"{cmdline!r}" if cmdline else "no memory parameters"
-        notes.append(f"kernel.cmdline {kept} from '{where}'" + (
-            f" (not modelled, dropped: {' '.join(dropped)})" if dropped else ""
-        ))
+        said = f"the memory parameters of '{where}'" if cmdline else f"'{where}' has none"
+        rest = f"; not modelled, dropped: {' '.join(dropped)}" if dropped else ""
+        notes.append(f"kernel.cmdline {cmdline!r} ({said}{rest})")
 
     numa: tuple[NumaMemory, ...] = ()
     if log.srat:
@@ -601,6 +655,8 @@ def import_dmesg(
                 + (f" (flags kept as plain memory: {'; '.join(flagged)})" if flagged else "")
             )
 
+    allocator, note = choose_allocator(chosen_profile)
+    notes.append(note)
     config, image_notes = kernel_config(chosen_arch, find_kernel_image(log))
     notes.extend(image_notes)
     for item in overrides:
@@ -609,7 +665,7 @@ def import_dmesg(
     machine = Machine(
         name=_machine_name(source),
         arch=chosen_arch,
-        allocator=ALLOCATOR_BY_PROFILE.get(chosen_profile, "memblock"),
+        allocator=allocator,
         kernel=KernelSpec(
             profile=chosen_profile, cmdline=cmdline, highmem=highmem, config=tuple(config)
         ),
@@ -631,7 +687,7 @@ def import_memmap(directory: Path, *, arch: str, overrides: Sequence[str]) -> Ma
     machine = Machine(
         name="memmap",
         arch=arch,
-        allocator=ALLOCATOR_BY_PROFILE["6.1"],
+        allocator=choose_allocator("6.1")[0],
         kernel=KernelSpec(profile="6.1"),
         e820=tuple(entries),
         source=str(directory),

@@ -461,3 +461,91 @@ def test_memmap_missing_or_empty_directory(tmp_path: Path) -> None:
         read_memmap(tmp_path / "empty")
     with pytest.raises(BootemuError, match=r"no such directory"):
         import_memmap(tmp_path / "nope", arch=ARCH_32, overrides=())
+
+
+# --------------------------------------------------------------------------------------------
+# Whole machines
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_import_every_real_boot(case: str) -> None:
+    facts = SUMMARY["cases"][case]
+    machine, notes = import_dmesg(
+        real_log(case), source=f"logs/{case}.log", arch=None, profile=None, overrides=()
+    )
+    arch, highmem = EXPECTED_ARCH[facts["kernel"]]
+    assert machine.name == case
+    assert machine.arch == arch
+    assert machine.kernel.profile == "6.1"
+    assert machine.kernel.highmem == highmem
+    assert machine.e820 == tuple(summary_e820(case))
+    assert machine.kernel.cmdline == case_args(case)  # every case argument is a memory one
+    expected_numa = [NumaMemory(n, s, last + 1) for n, _pxm, s, last, _ in facts["srat"]]
+    assert list(machine.numa) == (expected_numa if arch == ARCH_64 else [])
+    assert any(note.startswith(f"arch {arch} (max_arch_pfn = ") for note in notes)
+
+
+def test_imported_i386_kernel_image_keys() -> None:
+    machine, _ = import_dmesg(
+        real_log("pae_1G"), source="pae_1G.log", arch=None, profile=None, overrides=()
+    )
+    # [_text, _brk_end) = [0x1000000, 0x1f24000) (test_kernel_image_from_memblock_debug);
+    # section sizes are the Memory: line's KiB figures times 1024.
+    assert machine.kernel.get("image_start") == 0x1000000
+    assert machine.kernel.get("image_end") == 0x1F24000
+    assert machine.kernel.get("text_size") == 9423 * 1024
+    assert machine.kernel.get("data_size") == 1265 * 1024
+    assert machine.kernel.get("bss_size") == 476 * 1024
+
+
+def test_overrides_apply_last_and_are_noted() -> None:
+    machine, notes = import_dmesg(
+        OLD_DMESG,
+        source="old.log",
+        arch=None,
+        profile=None,
+        overrides=["kernel.highmem=4G", "machine.name=thinkpad"],
+    )
+    assert (machine.arch, machine.kernel.profile) == (ARCH_32, "2.6.25")
+    assert machine.kernel.highmem == "4G"
+    assert machine.name == "thinkpad"
+    assert machine.kernel.cmdline == "mem=512M"
+    assert machine.e820 == tuple(OLD_TABLE)
+    assert "kernel.highmem=4G (from --set)" in notes
+
+
+def test_bad_override_is_a_one_line_error() -> None:
+    with pytest.raises(BootemuError, match=r"^old\.log: .*highmem"):
+        import_dmesg(
+            OLD_DMESG, source="old.log", arch=None, profile=None,
+            overrides=["kernel.highmem=128G"],
+        )
+
+
+def test_cli_import_dmesg_writes_a_loadable_file(tmp_path: Path, capsys) -> None:
+    from bootemu.machine import load_machine
+
+    out = tmp_path / "m.toml"
+    assert main(["import-dmesg", str(REAL / "pae_1G_vmalloc256M.log"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "bootemu: highmem 64G (PAE: max_arch_pfn = 0x1000000)" in err
+    machine = load_machine(str(out))
+    assert machine.name == "pae_1G_vmalloc256M"  # the log's stem, written into the file
+    assert machine.kernel.cmdline == "vmalloc=256M"
+
+
+def test_cli_import_memmap_of_the_static_tree(tmp_path: Path, capsys) -> None:
+    from bootemu.machine import load_machine
+
+    out = tmp_path / "here.toml"
+    tree = DATA / "memmap" / "qemu-amd64-4G"
+    assert main(["import-memmap", str(tree), "--arch", "numa64", "-o", str(out)]) == 0
+    machine = load_machine(str(out))
+    assert machine.arch == "numa64"
+    assert machine.kernel.profile == "6.1"
+    assert machine.e820 == tuple(summary_e820("amd64_4G"))
+
+
+def test_cli_import_memmap_missing_dir_exits_2(tmp_path: Path, capsys) -> None:
+    assert main(["import-memmap", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err == f"bootemu: {tmp_path / 'none'}: no such directory\n"
