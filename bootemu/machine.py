@@ -9,7 +9,6 @@ the file and the key (``firmware.e820[3].type``) or the line, and says what is w
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -468,7 +467,7 @@ def dump_machine(machine: Machine) -> str:
         w("")
         w("[[firmware.e820]]")
         w(f"start = {_hex(e.start)}")
-        w(f"end = {_hex(e.end)}")
+        w(_end_or_size(e.start, e.end))
         name = e820.type_name(e.type)
         w(f"type = {_str(name) if name in e820.TYPE_BY_NAME else e.type}")
     for m in machine.numa:
@@ -476,7 +475,7 @@ def dump_machine(machine: Machine) -> str:
         w("[[numa.memory]]")
         w(f"node = {m.node}")
         w(f"start = {_hex(m.start)}")
-        w(f"end = {_hex(m.end)}")
+        w(_end_or_size(m.start, m.end))
     for op in machine.workload:
         w("")
         w("[[workload]]")
@@ -495,9 +494,29 @@ def dump_machine(machine: Machine) -> str:
     return "\n".join(out) + "\n"
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
+def _end_or_size(start: int, end: int) -> str:
+    """``end = ...``, or ``size = ...`` for a range reaching 2**64, which no end can name."""
+    if end > (1 << 64) - 1:
+        return f"size = {_hex(end - start)}"
+    return f"end = {_hex(end)}"
+
+
 def _str(s: str) -> str:
-    # A JSON string is a valid TOML basic string (same escapes; \uXXXX for control chars).
-    return json.dumps(s, ensure_ascii=False)
+    """A TOML basic string: quotes, backslashes and every control character (DEL included,
+    which TOML forbids raw) escaped."""
+    out = []
+    for ch in s:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _key(k: str) -> str:
