@@ -153,6 +153,13 @@ _MEMORY = re.compile(
     r"Memory: (\d+)K/(\d+)K available \((\d+)K kernel code, (\d+)K rwdata, (\d+)K rodata, "
     r"(\d+)K init, (\d+)K bss"
 )
+_MEMORY_KEYS = ("available", "total", "code", "rwdata", "rodata", "init", "bss")
+#: arch/x86/mm/init_32.c mem_init() (2.6.25): ``Memory: %luk/%luk available (%dk kernel code,
+#: %dk reserved, %dk data, %dk init, %ldk highmem)``; data is ``_edata - _etext``.
+_MEMORY_2625 = re.compile(
+    r"Memory: (\d+)k/(\d+)k available \((\d+)k kernel code, (\d+)k reserved, (\d+)k data, "
+    r"(\d+)k init"
+)
 
 #: Command-line parameters that change what bootemu emulates (the early memory set-up). The
 #: rest (console=, loglevel=, panic= ...) configure things bootemu does not model; keeping
@@ -271,8 +278,13 @@ def read_boot_log(text: str, *, source: str) -> BootLog:
                 log.dump_reserved.append((int(m.group(1), 16), int(m.group(2), 16) + 1))
         elif "Memory:" in line and not log.memory_k:
             m = _MEMORY.search(line)
+            keys: tuple[str, ...] = _MEMORY_KEYS
+            if m is None:
+                # 2.6.25's "data" (_edata - _etext) feeds the same data_size key as 6.1's
+                # rwdata: the arch reads data_size by its profile's meaning.
+                m = _MEMORY_2625.search(line)
+                keys = ("available", "total", "code", "reserved", "rwdata", "init")
             if m:
-                keys = ("available", "total", "code", "rwdata", "rodata", "init", "bss")
                 log.memory_k = {k: int(v) for k, v in zip(keys, m.groups(), strict=True)}
     return log
 

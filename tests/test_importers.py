@@ -549,3 +549,18 @@ def test_cli_import_memmap_of_the_static_tree(tmp_path: Path, capsys) -> None:
 def test_cli_import_memmap_missing_dir_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["import-memmap", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"bootemu: {tmp_path / 'none'}: no such directory\n"
+
+
+def test_kernel_sections_from_a_2008_memory_line() -> None:
+    # 2.6.25 mem_init(): "Memory: %luk/%luk available (%dk kernel code, %dk reserved,
+    # %dk data, %dk init, %ldk highmem)" (reference boot-allocators.md §5.6).
+    text = OLD_DMESG + (
+        "Memory: 1033344k/1048512k available (1941k kernel code, 14532k reserved, "
+        "913k data, 284k init, 131008k highmem)\n"
+    )
+    image = find_kernel_image(read_boot_log(text, source="x"))
+    assert dict(image.sections_k) == {"code": 1941, "rwdata": 913, "init": 284}
+    machine, _ = import_dmesg(text, source="x.log", arch=None, profile=None, overrides=())
+    assert machine.kernel.get("text_size") == 1941 * 1024
+    assert machine.kernel.get("data_size") == 913 * 1024
+    assert machine.kernel.get("image_start") is None  # no memblock=debug in 2008
