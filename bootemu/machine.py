@@ -384,7 +384,6 @@ def _machine(doc: dict[str, Any], source: str, default_name: str) -> Machine:
     arch = chk.string(tbl, "arch", "machine")
     if not arch:
         raise chk.fail("machine.arch", "empty")
-    chk.string(tbl, "description", "machine", "")
     return Machine(
         name=chk.string(tbl, "name", "machine", default_name),
         arch=arch,
@@ -394,6 +393,7 @@ def _machine(doc: dict[str, Any], source: str, default_name: str) -> Machine:
         numa=_numa(doc, chk),
         workload=_workload(doc, chk),
         source=source,
+        description=chk.string(tbl, "description", "machine", ""),
     )
 
 
@@ -454,6 +454,8 @@ def dump_machine(machine: Machine) -> str:
     w(f"name = {_str(machine.name)}")
     w(f"arch = {_str(machine.arch)}")
     w(f"allocator = {_str(machine.allocator)}")
+    if machine.description:
+        w(f"description = {_str(machine.description)}")
     w("")
     w("[kernel]")
     k = machine.kernel

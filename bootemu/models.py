@@ -392,3 +392,4 @@ class Machine:
     numa: tuple[NumaMemory, ...] = ()
     workload: tuple[WorkloadOp, ...] = ()
     source: str = "<memory>"
+    description: str = ""
