@@ -1,0 +1,386 @@
+"""Machine files from real machines: a kernel boot log, or the running machine's firmware map.
+
+- :func:`import_dmesg` reads a boot log (a ``dmesg`` dump or a serial-console capture, with or
+  without ``[    0.000000]`` timestamps) and returns the :class:`~bootemu.models.Machine` that
+  reproduces that boot: the ``BIOS-e820`` table, the memory parameters of the command line, the
+  arch, profile and highmem model the log shows, the SRAT memory affinity and, where the log
+  has it, the kernel image's position. It also returns notes that say what was inferred from
+  which line and what came from options.
+- :func:`import_memmap` reads ``/sys/firmware/memmap`` (or a directory of the same layout).
+
+Both round-trip the result through :mod:`bootemu.machine` (dump, then load with the ``--set``
+overrides), so what they return is exactly what the written machine file loads back to.
+
+The pieces: :mod:`bootemu.importers.bootlog` reads the log's lines (the kernel's own formats,
+each regular expression naming the routine that prints it; only the first boot of a capture),
+:mod:`bootemu.importers.memmap` reads the sysfs tree, and this module decides: profile, arch,
+highmem model, command line, kernel-image keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from bootemu import e820
+from bootemu.cmdline import split_cmdline
+from bootemu.importers.bootlog import (
+    BootLog,
+    KernelImage,
+    find_kernel_image,
+    parse_e820_line,
+    read_boot_log,
+    strip_dmesg_prefix,
+)
+from bootemu.importers.memmap import MEMMAP_TYPES, read_memmap
+from bootemu.models import BootemuError, KernelSpec, Machine, NumaMemory
+
+__all__ = [
+    "ARCH_32",
+    "ARCH_64",
+    "MEMMAP_TYPES",
+    "BootLog",
+    "KernelImage",
+    "find_kernel_image",
+    "import_dmesg",
+    "import_memmap",
+    "infer_arch",
+    "infer_highmem",
+    "infer_profile",
+    "memory_cmdline",
+    "parse_e820_line",
+    "read_boot_log",
+    "read_memmap",
+    "strip_dmesg_prefix",
+]
+
+
+#: Command-line parameters that change what bootemu emulates (the early memory set-up). The
+#: rest (console=, loglevel=, panic= ...) configure things bootemu does not model; keeping
+#: them would only make machine files noisy, so they are dropped and the notes list them.
+MEMORY_PARAMS = (
+    "mem",
+    "memmap",
+    "highmem",
+    "vmalloc",
+    "numa",
+    "reservetop",
+    "kernelcore",
+    "movablecore",
+    "movable_node",
+    "crashkernel",
+)
+
+#: ``max_arch_pfn`` values of x86_32 (arch/x86/include/asm/pgtable_32_types.h MAXMEM and
+#: e820.c MAX_ARCH_PFN): PAE 36-bit physical addresses, non-PAE 32-bit.
+MAX_ARCH_PFN_PAE = 0x1000000
+MAX_ARCH_PFN_NOPAE = 0x100000
+
+ARCH_32 = "x86_32"
+ARCH_64 = "numa64"
+
+#: The allocator each profile's kernel used: 2.6.25 had classic bootmem; 6.1 has memblock.
+ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "6.1": "memblock"}
+
+
+def choose_allocator(profile: str) -> tuple[str, str]:
+    """The backend for an imported machine, and the note.
+
+    The allocator the profile's kernel really used when that backend is installed (the
+    ``bootemu.allocators`` entry points), else the machine-file default; ``--set
+    machine.allocator=NAME`` chooses another.
+    """
+    from bootemu.machine import DEFAULT_ALLOCATOR
+    from bootemu.plugins import ALLOCATOR_GROUP, discover
+
+    real = ALLOCATOR_BY_PROFILE[profile]
+    if real in discover(ALLOCATOR_GROUP):
+        return real, f"allocator {real} (what Linux {profile} used)"
+    return DEFAULT_ALLOCATOR, (
+        f"allocator {DEFAULT_ALLOCATOR} (Linux {profile} used {real}, which is not installed)"
+    )
+
+_RELEASE_32 = re.compile(r"(?:^|[-_.+])(?:i?[3-6]86|pae|bigmem)(?:$|[-_.+])", re.IGNORECASE)
+_RELEASE_64 = re.compile(r"(?:amd64|x86_64)", re.IGNORECASE)
+_RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions: profile, arch, highmem model, command line
+
+
+def _kernel_version(release: str) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def infer_profile(log: BootLog, option: str | None, *, source: str) -> tuple[str, str]:
+    """The profile and the note saying where it came from.
+
+    ``Linux version 6.x`` → ``"6.1"`` (the only modern profile), ``2.6.x`` → ``"2.6.25"`` (the
+    2008 profile). Other versions (3.x–5.x) have no profile of their own: ``--profile`` must
+    say which rules to follow, since the emulator claims to reproduce a kernel, not to guess.
+    """
+    version = _kernel_version(log.release) if log.release else None
+    inferred: str | None = None
+    if version is not None and version[0] == 6:
+        inferred = "6.1"
+    elif version is not None and version[:2] == (2, 6):
+        inferred = "2.6.25"
+    said = f"'Linux version {log.release}'" if log.release else "no 'Linux version' line"
+    if option is not None:
+        if option not in e820.PROFILES:
+            raise BootemuError(
+                f"--profile: unknown profile {option!r} (known: {', '.join(e820.PROFILES)})"
+            )
+        if inferred is None or inferred == option:
+            return option, f"profile {option} (from --profile; the log has {said})"
+        return option, f"profile {option} (from --profile; the log suggests {inferred}: {said})"
+    if inferred is None:
+        raise BootemuError(
+            f"{source}: cannot tell the profile from {said}: pass --profile "
+            f"{' or --profile '.join(e820.PROFILES)}"
+        )
+    return inferred, f"profile {inferred} ({said})"
+
+
+def _arch_evidence(log: BootLog) -> tuple[int | None, str]:
+    """32 or 64 (bits) and the evidence, strongest first; (None, "") if the log does not say."""
+    if log.max_arch_pfn is not None:
+        bits = 32 if log.max_arch_pfn <= MAX_ARCH_PFN_PAE else 64
+        return bits, f"max_arch_pfn = {log.max_arch_pfn:#x}"
+    if log.highmem_line or log.lowmem_line:
+        return 32, "'NNNMB LOWMEM available' is printed by i386 kernels only"
+    if log.cmdline_64 is not None:
+        return 64, "'Command line:' is printed by x86_64 kernels only"
+    if log.release and _RELEASE_64.search(log.release):
+        return 64, f"64-bit kernel: 'Linux version {log.release}'"
+    if log.release and _RELEASE_32.search(log.release):
+        return 32, f"i386 kernel: 'Linux version {log.release}'"
+    return None, ""
+
+
+def infer_arch(log: BootLog, option: str | None, *, source: str) -> tuple[str, str]:
+    """``"x86_32"`` or ``"numa64"`` (the sample 64-bit NUMA arch), and the note."""
+    bits, why = _arch_evidence(log)
+    inferred = {32: ARCH_32, 64: ARCH_64}.get(bits) if bits else None
+    if option is not None:
+        if inferred is None or inferred == option:
+            agrees = f"; the log agrees: {why}" if why else ""
+            return option, f"arch {option} (from --arch{agrees})"
+        return option, f"arch {option} (from --arch; the log suggests {inferred}: {why})"
+    if inferred is None:
+        said = f"'Linux version {log.release}'" if log.release else "no 'Linux version' line"
+        raise BootemuError(
+            f"{source}: cannot tell i386 from x86_64 ({said}, no max_arch_pfn, no "
+            f"'Command line:' or LOWMEM line): pass --arch {ARCH_32} or --arch {ARCH_64}"
+        )
+    return inferred, f"arch {inferred} ({why})"
+
+
+def infer_highmem(log: BootLog) -> tuple[str | None, str]:
+    """The x86_32 highmem model (``"64G"``, ``"4G"``, ``"off"`` or None) and the note.
+
+    - ``max_arch_pfn = 0x1000000`` (36-bit physical addresses) means PAE: HIGHMEM64G;
+    - ``max_arch_pfn = 0x100000`` means no PAE: HIGHMEM4G if the log prints
+      ``NNNMB HIGHMEM available.`` (initmem_init() prints it only with CONFIG_HIGHMEM), else
+      no highmem at all;
+    - without max_arch_pfn (2008 kernels): a ``pae`` or ``bigmem`` release name means PAE; a
+      LOWMEM line without a HIGHMEM line means no highmem; otherwise the log does not say.
+    """
+    if log.max_arch_pfn == MAX_ARCH_PFN_PAE:
+        return "64G", f"highmem 64G (PAE: max_arch_pfn = {log.max_arch_pfn:#x})"
+    if log.lowmem_line and not log.highmem_line:
+        return "off", "highmem off (a LOWMEM line and no HIGHMEM line: no CONFIG_HIGHMEM)"
+    if log.max_arch_pfn == MAX_ARCH_PFN_NOPAE:
+        return "4G", f"highmem 4G (no PAE: max_arch_pfn = {log.max_arch_pfn:#x})"
+    if log.release and _RELEASE_PAE.search(log.release):
+        return "64G", f"highmem 64G (PAE kernel: 'Linux version {log.release}')"
+    return None, (
+        "highmem model not in the log: the arch's default applies "
+        "(--set kernel.highmem=64G|4G|off to choose)"
+    )
+
+
+def memory_cmdline(cmdline: str, *, profile: str) -> tuple[str, list[str]]:
+    """The memory parameters of ``cmdline`` (:data:`MEMORY_PARAMS`), in order, and the rest.
+
+    Words are split as the kernel's parse_args() does (:func:`bootemu.cmdline.split_cmdline`)
+    and kept verbatim, so ``memmap=64M$0x10000000`` survives as written.
+    """
+    kept: list[str] = []
+    dropped: list[str] = []
+    for param, value in split_cmdline(cmdline, profile=profile):
+        word = param if value is None else f"{param}={value}"
+        if " " in word or "\t" in word:
+            word = f'{param}="{value}"'
+        (kept if param in MEMORY_PARAMS else dropped).append(word)
+    return " ".join(kept), dropped
+
+
+#: 1024 within 1 KiB of the real section sizes.
+IMAGE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    ARCH_32: (
+        ("image_start", "start"),
+        # 6.1 keeps [_text, _brk_end) reserved (early_reserve_memory() + reserve_brk()); the
+        # unused brk tail up to _end is never reserved, and _end itself is not printed.
+        ("image_end", "brk_end"),
+        ("text_size", "code"),
+        ("data_size", "rwdata"),
+        ("rodata_size", "rodata"),
+        ("init_size", "init"),
+        ("bss_size", "bss"),
+    ),
+}
+
+
+def kernel_config(arch: str, image: KernelImage) -> tuple[list[tuple[str, int]], list[str]]:
+    """The ``[kernel]`` keys of :data:`IMAGE_KEYS` that ``arch`` reads, valued from the log.
+
+    Only keys the arch documents are written; facts the log lacks are left to the arch's
+    defaults. Returns ``(config items, notes)``.
+    """
+    facts: dict[str, int | None] = {"start": image.start, "end": image.end,
+                                    "brk_end": image.brk_end}
+    facts.update({k: v * 1024 for k, v in image.sections_k})
+    keys = IMAGE_KEYS.get(arch, ())
+    config = [(key, facts[fact]) for key, fact in keys if facts.get(fact) is not None]
+    config = [(k, v) for k, v in config if v is not None]
+    notes: list[str] = []
+    if image.start is None and image.end is None and not image.sections_k:
+        notes.append("kernel image: not in the log (no memblock=debug, no Memory: line)")
+    elif not keys:
+        notes.append(f"kernel image: arch {arch} reads no image keys; the log's facts are unused")
+    else:
+        written = ", ".join(f"{k}={v:#x}" for k, v in config) or "nothing"
+        sources = []
+        if image.end is not None:
+            sources.append("memblock=debug reserve_brk() and MEMBLOCK dump")
+        if image.sections_k:
+            sources.append("Memory: line")
+        notes.append(f"kernel image: {written} (from {' and '.join(sources)})")
+    return [(k, int(v)) for k, v in config], notes
+
+
+# --------------------------------------------------------------------------------------------
+# The two importers
+
+
+def _machine_name(source: str) -> str:
+    stem = Path(source).stem
+    return stem if stem and stem not in ("-", "<stdin>") else "imported"
+
+
+def _finish(machine: Machine, overrides: Sequence[str]) -> Machine:
+    """Dump ``machine`` and load it back with ``overrides``: the result is what the file holds."""
+    from bootemu.machine import dump_machine, machine_from_toml
+
+    return machine_from_toml(
+        dump_machine(machine), source=machine.source, default_name=machine.name,
+        overrides=overrides,
+    )
+
+
+def import_dmesg(
+    text: str,
+    *,
+    source: str,
+    arch: str | None,
+    profile: str | None,
+    overrides: Sequence[str],
+) -> tuple[Machine, list[str]]:
+    """The machine that reproduces the boot logged in ``text``, and notes on how it was read.
+
+    ``source`` names the log in messages and gives the machine its name (the file's stem).
+    ``arch`` / ``profile`` are taken instead of what the log suggests; ``overrides`` are
+    ``KEY=VALUE`` strings applied last (``kernel.highmem=64G``). Raises BootemuError, one line,
+    when the text is not an x86 boot log or a decision cannot be made.
+    """
+    log = read_boot_log(text, source=source)
+    if not log.e820:
+        if log.release is None:
+            raise BootemuError(f"{source}: no BIOS-e820 lines: not a boot log of an x86 kernel")
+        raise BootemuError(
+            f"{source}: 'Linux version {log.release}' but no BIOS-e820 lines: not an x86 boot "
+            f"log, or the capture starts after the firmware memory map"
+        )
+    notes: list[str] = []
+    if log.boots > 1:
+        notes.append("the log holds more than one boot; the first one is imported")
+    chosen_profile, note = infer_profile(log, profile, source=source)
+    notes.append(note)
+    chosen_arch, note = infer_arch(log, arch, source=source)
+    notes.append(note)
+    notes.append(f"firmware map: {len(log.e820)} BIOS-e820 entries")
+
+    highmem: str | None = None
+    if chosen_arch == ARCH_32:
+        highmem, note = infer_highmem(log)
+        notes.append(note)
+
+    raw_cmdline, where = (
+        (log.cmdline_64, "Command line:")
+        if log.cmdline_64 is not None
+        else (log.cmdline_all, "Kernel command line:")
+    )
+    cmdline = ""
+    if raw_cmdline is None:
+        notes.append("no command line in the log: kernel.cmdline is empty")
+    else:
+        cmdline, dropped = memory_cmdline(raw_cmdline, profile=chosen_profile)
+        said = f"the memory parameters of '{where}'" if cmdline else f"'{where}' has none"
+        rest = f"; not modelled, dropped: {' '.join(dropped)}" if dropped else ""
+        notes.append(f"kernel.cmdline {cmdline!r} ({said}{rest})")
+
+    numa: tuple[NumaMemory, ...] = ()
+    if log.srat:
+        if chosen_arch == ARCH_32:
+            notes.append(f"{len(log.srat)} SRAT memory-affinity lines ignored: x86_32 has no NUMA")
+        else:
+            numa = tuple(entry for entry, _flags in log.srat)
+            flagged = [f"{e.start:#x}-{e.end - 1:#x} {f}" for e, f in log.srat if f]
+            notes.append(
+                f"numa.memory: {len(numa)} SRAT memory-affinity entries on "
+                f"{len({e.node for e in numa})} node(s)"
+                + (f" (flags kept as plain memory: {'; '.join(flagged)})" if flagged else "")
+            )
+
+    allocator, note = choose_allocator(chosen_profile)
+    notes.append(note)
+    config, image_notes = kernel_config(chosen_arch, find_kernel_image(log))
+    notes.extend(image_notes)
+    for item in overrides:
+        notes.append(f"{item} (from --set)")
+
+    machine = Machine(
+        name=_machine_name(source),
+        arch=chosen_arch,
+        allocator=allocator,
+        kernel=KernelSpec(
+            profile=chosen_profile, cmdline=cmdline, highmem=highmem, config=tuple(config)
+        ),
+        e820=tuple(log.e820),
+        numa=numa,
+        source=source,
+    )
+    return _finish(machine, overrides), notes
+
+
+def import_memmap(directory: Path, *, arch: str, overrides: Sequence[str]) -> Machine:
+    """A machine whose firmware map is the one in ``directory`` (``/sys/firmware/memmap``).
+
+    The kernel that exposes that directory is modern (it exists since 2.6.27), so the profile
+    is ``"6.1"``. Nothing else is known: no command line, no NUMA affinity, the arch's default
+    highmem model and kernel image. ``overrides`` (``KEY=VALUE``) fill those in.
+    """
+    entries = read_memmap(directory)
+    machine = Machine(
+        name="memmap",
+        arch=arch,
+        allocator=choose_allocator("6.1")[0],
+        kernel=KernelSpec(profile="6.1"),
+        e820=tuple(entries),
+        source=str(directory),
+    )
+    return _finish(machine, overrides)
