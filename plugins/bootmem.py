@@ -6,7 +6,8 @@ memory blocks of a node, only its span, so on interleaved NUMA two nodes' spans 
 pfn has a bit in both bitmaps. The quirks of 2.6.25 are reproduced on purpose and marked
 ``# 2.6.25 quirk:`` (reference: boot-allocators.md §1.2-1.8, §5).
 
-Everything is bitmap slice assignment and ``bitarray.find``; nothing loops per pfn.
+Everything is bitmap slice assignment and ``bitarray.find``; nothing loops per pfn (except the
+per-page text of CONFIG_DEBUG_BOOTMEM's "reserved twice" lines, as the kernel prints them).
 """
 
 from __future__ import annotations
@@ -553,8 +554,8 @@ class Bootmem:
 
     @hookimpl
     def bootemu_alloc_overhead_bytes(self) -> int:
-        """Whole pages of bitmap, summed over the nodes."""
-        return sum(b.map_pages for b in self.bdata_list) * PAGE_SIZE
+        """bootmem_bootmap_pages() of every node, in bytes."""
+        return sum(bootmem_bootmap_pages(b.pages) for b in self.bdata_list) * PAGE_SIZE
 
     @hookimpl
     def bootemu_alloc_stats(self) -> dict[str, Any]:
