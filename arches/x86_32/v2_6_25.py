@@ -1,0 +1,164 @@
+"""x86_32 as Linux 2.6.25 boots it (the seed's era, and the default profile).
+
+Sources (torvalds/linux history, read with the look-up tools; cited by file and routine):
+arch/x86/kernel/setup_32.c (@1dbbb6077426: parse_mem(), parse_highmem(), parse_vmalloc(),
+find_max_low_pfn(), reserve_ebda_region(), setup_memory(), zone_sizes_init(),
+reserve_initrd(), reserve_crashkernel(), setup_bootmem_allocator(), setup_arch()),
+arch/x86/kernel/e820_32.c (@f838bad1b3be: limit_regions(), parse_memmap(),
+propagate_e820_map(), register_bootmem_low_pages(), e820_register_memory()),
+arch/x86/mm/init_32.c (2.6.24 @d18aa499: page_is_ram(), pagetable_init(),
+set_highmem_pages_init(), mem_init()), mm/page_alloc.c (2.6.24 @d18aa499: free_area_init_*,
+zone_pcp_init(), setup_usemap(), zone_wait_table_init(), alloc_large_system_hash()),
+kernel/pid.c pidhash_init(), arch/x86/kernel/setup.c setup_per_cpu_areas() (2.6.25),
+arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(), and
+the reference notes x86_32-early-memory.md / boot-allocators.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arches.x86_32 import mm
+from arches.x86_32.config import Config
+from arches.x86_32.v2_6_25_mm import Bootmem2625
+from arches.x86_32.v2_6_25_setup import Setup2625
+
+
+class Linux2625(Setup2625, Bootmem2625):
+    """The 2.6.25 data sheet: constants and defaults; the routines are in Setup2625 (up to
+    the layout) and Bootmem2625 (bootmem to mem_init).
+
+    A later profile subclasses this and overrides what its kernel changed (v6_1.py).
+    """
+
+    PROFILE = "2.6.25"
+
+    #: include/asm-x86/setup.h: MAX_NONPAE_PFN, 4 GiB of 4 KiB pages.
+    MAX_NONPAE_PFN = 1 << 20
+    #: virt_to_phys(MAX_DMA_ADDRESS) >> PAGE_SHIFT: ZONE_DMA ends at 16 MiB.
+    MAX_DMA_PFN = 4096
+    #: __pa(MAX_DMA_ADDRESS): the goal of alloc_bootmem() and friends (include/linux/bootmem.h).
+    DMA_GOAL = 16 << 20
+    #: head_32.S: INIT_MAP_BEYOND_END, what the boot page tables map past themselves (128 KiB:
+    #: room for the largest bootmem bitmap).
+    INIT_MAP_BEYOND_END = 128 << 10
+    #: mm/page_alloc.c: dma_reserve, never set on x86_32 ("DMA zone: 0 pages reserved").
+    DMA_RESERVE = 0
+    #: include/linux/mmzone.h (2.6.24+): MIGRATE_TYPES, for "mobility grouping on/off".
+    MIGRATE_TYPES = 5
+    #: include/asm-x86/e820.h: E820MAX, the kernel table size.
+    E820MAX = 128
+
+    #: find_max_low_pfn() messages (setup_32.c, 2.6.25), formatted with MB figures.
+    MSG_HIGHMEM_TOO_SMALL = ("only {avail}MB highmem pages available, ignoring highmem size of "
+                             "{size}MB.")
+    MSG_HIGHMEM_TOO_BIG = ("highmem size specified ({size}MB) is bigger than pages available "
+                           "({avail}MB)!.")
+    MSG_LOWMEM_TOO_SMALL = "highmem size {size}MB results in smaller than 64MB lowmem, ignoring it."
+    #: HIGHMEM4G with RAM above 4 GiB: two KERN_WARNING lines.
+    MSG_HIGHMEM_TRIMMED = ("Warning only 4GB will be used.", "Use a HIGHMEM64G enabled kernel.")
+
+    #: Defaults of the 2008 distribution i686 build this profile stands for. Image layout and
+    #: per-cpu size are taken from a real 2008 Ubuntu i386 boot log (code-index id 14382461277:
+    #: ".text : 0xc0100000 - 0xc038335a", ".data : 0xc038335a - 0xc04a5680", ".init :
+    #: 0xc04ab000 - 0xc0515000", "TEXT DATA BSS [0x100000 - 0x5c0a20]", "PERCPU: Allocating
+    #: 41628 bytes of per cpu data"). BIOS values are SeaBIOS under QEMU (real-boots/).
+    DEFAULTS: dict[str, Any] = {
+        "page_offset": 0xC0000000,  # CONFIG_VMSPLIT_3G
+        "vmalloc_reserve": 128 << 20,  # __VMALLOC_RESERVE
+        "vmalloc_end": 0,  # unused: 2.6.25 derives MAXMEM without VMALLOC_END
+        "image_start": 0x100000,  # CONFIG_PHYSICAL_START
+        "image_end": 0x5C0A20,
+        "text_size": 0xC038335A - 0xC0100000,  # 2572k
+        "data_size": 0xC04A5680 - 0xC038335A,  # 1160k
+        "rodata_size": 0,
+        "init_size": 0xC0515000 - 0xC04AB000,  # 424k
+        "bss_size": 0,
+        "ebda": 0x9FC00,
+        "bios_lowmem_kb": 639,
+        "mp_table": 0xF5BA0,
+        "smp": True,
+        "nr_cpus": 1,
+        "acpi_sleep": True,
+        "initrd_start": 0,
+        "initrd_size": 0,
+        "struct_page_size": 32,
+        "l1_cache_shift": 7,
+        "pageblock_order": 9,
+        "percpu_size": 41628,
+    }
+    #: Per highmem model: HUGETLB_PAGE_ORDER is 9 with PAE (2 MiB pages), 10 without.
+    HIGHMEM_DEFAULTS: dict[str, dict[str, Any]] = {
+        "64G": {},
+        "4G": {"pageblock_order": 10},
+        "off": {"pageblock_order": 10},
+    }
+
+    @classmethod
+    def defaults(cls, highmem: str) -> dict[str, Any]:
+        """The default of every config key for this profile and highmem model."""
+        return {**cls.DEFAULTS, **cls.HIGHMEM_DEFAULTS.get(highmem, {})}
+
+    # ---------------------------------------------------------------------------------------
+    # Derived constants
+
+    def maxmem(self) -> int:
+        """include/asm-x86/page_32.h: MAXMEM = -__PAGE_OFFSET - __VMALLOC_RESERVE (u32)."""
+        return (-self.cfg.page_offset - self.vmalloc_reserve) & 0xFFFFFFFF
+
+    def init_pg_tables_end(self) -> int:
+        """Where head_32.S's boot page tables end (the physical ``init_pg_tables_end``).
+
+        2.6.25 head_32.S: the page tables start at ``pg0 = PAGE_ALIGN(_end)`` (vmlinux.lds);
+        one PTE page (4 MiB, always non-PAE at this stage) is filled at a time until the
+        mapping covers the tables themselves plus INIT_MAP_BEYOND_END. An ``_end`` of about 5
+        MiB gives two pages (reference §4.1).
+        """
+        pg = -(-self.cfg.image_end // 4096) * 4096
+        mapped = 0
+        while True:
+            pg += 4096
+            mapped += 4 << 20
+            if mapped >= pg + self.INIT_MAP_BEYOND_END:
+                return pg
+
+    def pagetable_pages(self) -> list[str]:
+        """The pages paging_init() takes with alloc_bootmem_low_pages(), in order.
+
+        arch/x86/mm/init_32.c pagetable_init() (2.6.24/25): kernel_physical_mapping_init()
+        gives every kernel pgd a PMD page under PAE (native_pagetable_setup_start() cleared
+        them) and, without PSE (``mem=nopentium``), a PTE page per PMD of lowmem not already
+        mapped by head_32.S; then the fixmap and the pkmap areas get one PTE page each.
+        Assumed: the fixmap fits in one PMD (true for NR_CPUS <= 8 builds), and PKMAP_BASE
+        is PMD-aligned below it, as the 2.6.23 layout defines.
+        """
+        pae = self.cfg.pae
+        ptrs_per_pte = 512 if pae else 1024
+        pages: list[str] = []
+        if pae:
+            for pgd in range(self.cfg.page_offset >> 30, 4):
+                pages.append(f"pmd for pgd {pgd}")
+                if not self.pse:
+                    first = (pgd - (self.cfg.page_offset >> 30)) * 512 * ptrs_per_pte
+                    if first < self.max_low_pfn:
+                        span = min(self.max_low_pfn - first, 512 * ptrs_per_pte)
+                        pages += ["pte (nopentium)"] * -(-span // ptrs_per_pte)
+        elif not self.pse:
+            head = (self.init_pg_tables_end() - self.pg0()) // 4096
+            need = -(-self.max_low_pfn // ptrs_per_pte)
+            pages += ["pte (nopentium)"] * max(0, need - head)
+        pages.append("pte for fixmap")
+        if self.cfg.has_highmem:
+            pages.append("pte for pkmap")
+        return pages
+
+    def pg0(self) -> int:
+        """vmlinux.lds: ``pg0 = ALIGN(_end, 4096)``, the first boot page table."""
+        return -(-self.cfg.image_end // 4096) * 4096
+
+    @staticmethod
+    def memmap_pages(spanned: int, cfg: Config) -> int:
+        """free_area_init_core(), 2.6.25: ``(size * sizeof(struct page)) >> PAGE_SHIFT``."""
+        return (spanned * cfg.struct_page_size) >> 12
+
+    batchsize = staticmethod(mm.zone_batchsize)
