@@ -219,6 +219,7 @@ class Setup2625:
         self.boot = boot
         self.fact(bits_per_long=32)
         self.max_pfn = find_max_pfn_2625(self.e820)
+        self.fact(e820_max_pfn=self.max_pfn)
         if self.max_pfn == 0:
             raise BootemuError(f"{self._where('kernel.cmdline')}: the memory map has no usable "
                                "RAM left")

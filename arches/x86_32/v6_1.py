@@ -212,6 +212,7 @@ class Linux61(Linux2625):
         self.e820 = sanitize(self.e820, profile=self.PROFILE) or self.e820
         boot.e820 = list(self.e820)
         self.max_pfn = end_of_ram_pfn(self.e820, self.max_arch_pfn())
+        self.fact(e820_max_pfn=self.max_pfn)
         self.printk("layout.last_pfn", f"last_pfn = {self.max_pfn:#x} max_arch_pfn = "
                     f"{self.max_arch_pfn():#x}", last_pfn=self.max_pfn)
         if self.max_pfn == 0:
@@ -461,6 +462,29 @@ class Linux61(Linux2625):
         self.build_all_zonelists()
         self.printk("cmdline.show", f"Kernel command line: {cmdline}")
         self.vfs_caches_init_early(allocator)
+        self.swiotlb_init(allocator)
+
+    #: kernel/dma/swiotlb.c: IO_TLB_DEFAULT_SIZE (64 MiB) in 2 KiB slabs, 16 bytes of
+    #: struct io_tlb_slot per slab, one 12-byte struct io_tlb_area.
+    IO_TLB_DEFAULT_SIZE = 64 << 20
+    IO_TLB_SLOT_SIZE = 16
+    IO_TLB_AREA_SIZE = 12
+
+    def swiotlb_init(self, allocator: AllocatorFacade) -> None:
+        """mem_init() -> pci_iommu_alloc() -> swiotlb_init_remap(), 6.1: pci_swiotlb_detect()
+        enables the bounce buffer when RAM reaches above 4 GiB (max_pfn > MAX_DMA32_PFN),
+        which only a PAE kernel can see. The buffer comes from memblock_alloc_low() (below
+        4 GiB, inside lowmem here), then the slot array and the area array."""
+        if self.max_pfn <= 1 << 20:
+            return
+        self.printk("swiotlb.init", "software IO TLB: area num 1.")
+        nslabs = self.IO_TLB_DEFAULT_SIZE >> 11
+        self._alloc(allocator, self.IO_TLB_DEFAULT_SIZE, PAGE_SIZE, 0, "__alloc_bootmem_low",
+                    "swiotlb_init_remap", "swiotlb bounce buffer")
+        self._alloc(allocator, nslabs * self.IO_TLB_SLOT_SIZE, PAGE_SIZE, 0, "__alloc_bootmem",
+                    "swiotlb_init_remap", "swiotlb slots")
+        self._alloc(allocator, self.IO_TLB_AREA_SIZE, self.cfg.smp_cache_bytes, 0,
+                    "__alloc_bootmem", "swiotlb_init_remap", "swiotlb areas")
 
     def build_all_zonelists(self) -> None:
         """build_all_zonelists(), 6.1: Total pages = the zones' initial managed pages
