@@ -564,3 +564,14 @@ def test_kernel_sections_from_a_2008_memory_line() -> None:
     assert machine.kernel.get("text_size") == 1941 * 1024
     assert machine.kernel.get("data_size") == 913 * 1024
     assert machine.kernel.get("image_start") is None  # no memblock=debug in 2008
+
+
+def test_imported_numa64_kernel_image_keys() -> None:
+    machine, _ = import_dmesg(
+        real_log("amd64_4G"), source="amd64_4G.log", arch=None, profile=None, overrides=()
+    )
+    # [_text, _brk_end) = [0x1000000, 0x4411000) (test_kernel_image_from_memblock_debug):
+    # numa64 reads it as image_start and image_size = 0x4411000 - 0x1000000.
+    assert machine.kernel.get("image_start") == 0x1000000
+    assert machine.kernel.get("image_size") == 0x3411000
+    assert machine.kernel.get("text_size") is None  # numa64 reads section sizes in 2.6.25 only

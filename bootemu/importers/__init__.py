@@ -219,12 +219,16 @@ def memory_cmdline(cmdline: str, *, profile: str) -> tuple[str, list[str]]:
     return " ".join(kept), dropped
 
 
-#: 1024 within 1 KiB of the real section sizes.
-IMAGE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
-    ARCH_32: (
+#: The ``[kernel]`` keys each arch documents for the kernel image, per profile
+#: (arches/x86_32/config.py, arches/numa64/__init__.py), and which fact fills each. Facts:
+#: ``start`` (_text), ``brk_end`` (6.1 keeps [_text, _brk_end) reserved:
+#: early_reserve_memory() + reserve_brk(); the unused brk tail up to _end is never reserved,
+#: and _end itself is not printed), ``size`` (brk_end - start), and the ``Memory:`` line's
+#: sections ``code``, ``rwdata`` (2.6.25: data), ``rodata``, ``init``, ``bss``, in bytes: the
+#: line truncates to KiB, so they are multiples of 1024 within 1 KiB of the real sizes.
+IMAGE_KEYS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    (ARCH_32, "6.1"): (
         ("image_start", "start"),
-        # 6.1 keeps [_text, _brk_end) reserved (early_reserve_memory() + reserve_brk()); the
-        # unused brk tail up to _end is never reserved, and _end itself is not printed.
         ("image_end", "brk_end"),
         ("text_size", "code"),
         ("data_size", "rwdata"),
@@ -232,35 +236,43 @@ IMAGE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("init_size", "init"),
         ("bss_size", "bss"),
     ),
+    # 2.6.25 logs have no memblock=debug; the Memory: line has code, data and init.
+    (ARCH_32, "2.6.25"): (("text_size", "code"), ("data_size", "rwdata"), ("init_size", "init")),
+    # numa64 reads image_start / image_size ("_text to _end, brk included"); its text, data
+    # and init sizes are 2.6.25 figures only.
+    (ARCH_64, "6.1"): (("image_start", "start"), ("image_size", "size")),
+    (ARCH_64, "2.6.25"): (("text_size", "code"), ("data_size", "rwdata"), ("init_size", "init")),
 }
 
 
-def kernel_config(arch: str, image: KernelImage) -> tuple[list[tuple[str, int]], list[str]]:
+def kernel_config(
+    arch: str, profile: str, image: KernelImage
+) -> tuple[list[tuple[str, int]], list[str]]:
     """The ``[kernel]`` keys of :data:`IMAGE_KEYS` that ``arch`` reads, valued from the log.
 
-    Only keys the arch documents are written; facts the log lacks are left to the arch's
-    defaults. Returns ``(config items, notes)``.
+    Only keys the arch documents for ``profile`` are written; facts the log lacks are left to
+    the arch's defaults. Returns ``(config items, notes)``.
     """
-    facts: dict[str, int | None] = {"start": image.start, "end": image.end,
-                                    "brk_end": image.brk_end}
-    facts.update({k: v * 1024 for k, v in image.sections_k})
-    keys = IMAGE_KEYS.get(arch, ())
-    config = [(key, facts[fact]) for key, fact in keys if facts.get(fact) is not None]
-    config = [(k, v) for k, v in config if v is not None]
-    notes: list[str] = []
-    if image.start is None and image.end is None and not image.sections_k:
-        notes.append("kernel image: not in the log (no memblock=debug, no Memory: line)")
-    elif not keys:
-        notes.append(f"kernel image: arch {arch} reads no image keys; the log's facts are unused")
-    else:
-        written = ", ".join(f"{k}={v:#x}" for k, v in config) or "nothing"
-        sources = []
-        if image.end is not None:
-            sources.append("memblock=debug reserve_brk() and MEMBLOCK dump")
-        if image.sections_k:
-            sources.append("Memory: line")
-        notes.append(f"kernel image: {written} (from {' and '.join(sources)})")
-    return [(k, int(v)) for k, v in config], notes
+    facts: dict[str, int] = {k: v * 1024 for k, v in image.sections_k}
+    if image.start is not None:
+        facts["start"] = image.start
+    if image.brk_end is not None:
+        facts["brk_end"] = image.brk_end
+        if image.start is not None:
+            facts["size"] = image.brk_end - image.start
+    keys = IMAGE_KEYS.get((arch, profile), ())
+    config = [(key, facts[fact]) for key, fact in keys if fact in facts]
+    if not facts:
+        return config, ["kernel image: not in the log (no memblock=debug, no Memory: line)"]
+    if not keys:
+        return config, [f"kernel image: arch {arch} reads no image keys; the log's are unused"]
+    written = ", ".join(f"{k}={v:#x}" for k, v in config) or "nothing the arch reads"
+    sources = []
+    if image.brk_end is not None:
+        sources.append("memblock=debug: reserve_brk() and the MEMBLOCK dump")
+    if image.sections_k:
+        sources.append("the Memory: line")
+    return config, [f"kernel image: {written} (from {' and '.join(sources)})"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +360,9 @@ def import_dmesg(
 
     allocator, note = choose_allocator(chosen_profile)
     notes.append(note)
-    config, image_notes = kernel_config(chosen_arch, find_kernel_image(log))
+    config, image_notes = kernel_config(
+        chosen_arch, chosen_profile, find_kernel_image(log)
+    )
     notes.extend(image_notes)
     for item in overrides:
         notes.append(f"{item} (from --set)")

@@ -289,7 +289,3 @@ def find_kernel_image(log: BootLog) -> KernelImage:
     names = ("code", "rwdata", "rodata", "init", "bss")
     sections = tuple((k, log.memory_k[k]) for k in names if k in log.memory_k)
     return KernelImage(start=start, end=end, brk_end=brk_end, sections_k=sections)
-
-
-#: The ``[kernel]`` keys each arch documents for the kernel image (arches/x86_32/config.py;
-#: arches/numa64.py), and which fact of :class:`KernelImage` fills each. Sizes come from the

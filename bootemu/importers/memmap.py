@@ -10,9 +10,9 @@ from bootemu.models import BootemuError, E820Entry
 
 #: arch/x86/kernel/e820.c e820_type_to_string() (6.1), the ``type`` file of each entry, matched
 #: case-insensitively: 2.6.2x-3.x kernels print ``reserved`` in lower case for every type
-#: they have no name for. ``System RAM (kernel)`` is E820_TYPE_RESERVED_KERN in 6.1x+; for
-#: ``Unknown E820 type`` the kernel hides the number, and what it does with such memory is
-#: what it does with reserved memory (it is not RAM), so it is imported as reserved.
+#: they have no name for. ``System RAM (kernel)`` is E820_TYPE_RESERVED_KERN in kernels that
+#: name it apart (a later patch); it is RAM. For ``Unknown E820 type`` the kernel hides the
+#: number, and treats such memory as it treats reserved memory (not RAM): imported as reserved.
 MEMMAP_TYPES: dict[str, int] = {
     "System RAM": e820.E820_RAM,
     "System RAM (kernel)": e820.E820_RAM,
