@@ -139,3 +139,18 @@ def test_initrd_above_lowmem_is_moved():
     assert moved["size"] == 0x1000000 and moved["addr"] + moved["size"] <= 0x36FFE000
     assert b.kind("initrd.relocate")[1].startswith(
         "Move RAMDISK from [mem 0x70000000-0x70ffffff] to [mem ")
+
+
+@pytest.mark.parametrize("cmdline, lines", [
+    # lowmem_pfn_init(): 262144 highmem pages >= max_pfn 0x1ffe0 (511 MB): MSG_HIGHMEM_TOO_BIG.
+    ("highmem=1G", ["highmem size (1024MB) is bigger than pages available (511MB)!",
+                    "0MB HIGHMEM available.", "511MB LOWMEM available."]),
+    # 0x1ffe0 - 122880 = 8160 < 16384 pages: MSG_LOWMEM_TOO_SMALL.
+    ("highmem=480M", ["highmem size (480MB) results in <64MB lowmem, ignoring it!",
+                      "0MB HIGHMEM available.", "511MB LOWMEM available."]),
+    # 32768 pages of artificial highmem: max_low_pfn = 0x1ffe0 - 0x8000 = 98272 (383 MB).
+    ("highmem=128M", ["128MB HIGHMEM available.", "383MB LOWMEM available."]),
+])
+def test_highmem_parameter_61(cmdline, lines):
+    b = boot(machine(era_b(512 * M), profile="6.1", cmdline=cmdline))
+    assert b.kind("layout.warning") + b.kind("layout.highmem") + b.kind("layout.lowmem") == lines

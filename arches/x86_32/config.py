@@ -23,10 +23,10 @@ Keys (sizes accept integers or ``memparse()`` strings such as ``"128M"``):
 ``image_start`` / ``image_end``
     Physical ``_text`` and ``_end`` of the kernel image (CONFIG_PHYSICAL_START and the
     linked size); 2.6.25's boot page tables start at PAGE_ALIGN(``_end``).
-``text_size`` / ``data_size`` / ``init_size``
-    2.6.25: ``_etext - _text``, ``_edata - _etext``, ``__init_end - __init_begin`` (the
-    ``Memory:`` line). 6.1: ``text_size``, ``rwdata_size``, ``rodata_size``, ``init_size``,
-    ``bss_size`` (the fields of 6.1's ``Memory:`` line).
+``text_size`` / ``data_size`` / ``init_size`` / ``rodata_size`` / ``bss_size``
+    Sections of the image, in bytes, for the ``Memory:`` line. 2.6.25 prints ``_etext -
+    _text`` (text), ``_edata - _etext`` (data) and ``__init_end - __init_begin`` (init);
+    6.1 prints kernel code, rwdata (``data_size``), rodata, init and bss.
 ``ebda`` / ``bios_lowmem_kb``
     The BIOS data area words the 2.6.25 reserve_ebda_region() reads: the EBDA start (word
     at 0x40E shifted by 4; 0 = no EBDA) and the conventional memory size in KiB (word at

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from arches.x86_32 import mm
 from arches.x86_32.zones import ZoneSize
-from bootemu.e820 import pci_gap_2624
+from bootemu.e820 import E820_RAM, pci_gap_2624
 from bootemu.models import (
     PAGE_SIZE,
     AllocRequest,
@@ -137,7 +137,7 @@ class Bootmem2625:
         """e820_32.c register_bootmem_low_pages(max_low_pfn): free_bootmem() every RAM entry,
         in table order, rounded inward to whole pages and clipped to max_low_pfn."""
         for e in self.e820:
-            if e.type != 1:
+            if e.type != E820_RAM:
                 continue
             curr = -(-e.start // PAGE_SIZE)
             if curr >= self.max_low_pfn:

@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from bootemu.boot import Boot
 
 U32 = 0xFFFFFFFF
-SETUP_32 = "arch/x86/kernel/setup_32.c"
 
 
 class Setup2625:

@@ -53,8 +53,6 @@ from bootemu.units import memparse_prefix
 if TYPE_CHECKING:  # pragma: no cover
     from bootemu.boot import Boot
 
-NODE = "__alloc_bootmem_node"
-
 
 class Linux61(Mm61, Linux2625):
     """Linux 6.1 i386: overrides only what the kernel changed since 2.6.25 (the setup part
@@ -67,6 +65,12 @@ class Linux61(Mm61, Linux2625):
     #: arch/x86/kernel/ebda.c: bounds for the BIOS area start.
     BIOS_START_MIN = 0x20000
     BIOS_START_MAX = 0x9F000
+    #: find_low_pfn_range() messages (init_32.c MSG_* strings, 6.1; reference §3.4).
+    MSG_HIGHMEM_TOO_SMALL = ("only {avail}MB highmem pages available, ignoring highmem size of "
+                             "{size}MB!")
+    MSG_HIGHMEM_TOO_BIG = "highmem size ({size}MB) is bigger than pages available ({avail}MB)!"
+    MSG_LOWMEM_TOO_SMALL = "highmem size ({size}MB) results in <64MB lowmem, ignoring it!"
+    MSG_HIGHMEM_TRIMMED = ("Warning: only 4GB will be used. Use a HIGHMEM64G enabled kernel!",)
     #: Debian 6.1 686 / 686-pae: CONFIG_NR_CPUS (``setup_percpu: NR_CPUS:32`` in the logs).
     NR_CPUS = 32
     #: include/linux/pageblock-flags.h (6.1): migrate type (3 bits) + compaction skip bit.
@@ -225,7 +229,7 @@ class Linux61(Mm61, Linux2625):
             mpf = self.cfg.mp_table
             self.printk("smp.mptable", f"found SMP MP-table at [mem {mpf:#010x}-{mpf + 15:#010x}]",
                         addr=mpf)
-        self.min_low_pfn = -(-self.cfg.image_end // PAGE_SIZE)
+        self.min_low_pfn = -(-self.cfg.image_end // PAGE_SIZE)  # first page above the image
         self.setup_memory_print()
         low = pfn_phys(self.max_low_pfn)
         self.printk("layout.low_ram", [f"  mapped low ram: 0 - {low:08x}",
@@ -233,13 +237,6 @@ class Linux61(Mm61, Linux2625):
         self.ram = [(s, min(e, self.highend_pfn)) for s, e in self.memblock_ranges()
                     if s < self.highend_pfn]
         return self.make_layout()
-
-    #: find_low_pfn_range() messages (init_32.c MSG_* strings, 6.1; reference §3.4).
-    MSG_HIGHMEM_TOO_SMALL = ("only {avail}MB highmem pages available, ignoring highmem size of "
-                             "{size}MB!")
-    MSG_HIGHMEM_TOO_BIG = "highmem size ({size}MB) is bigger than pages available ({avail}MB)!"
-    MSG_LOWMEM_TOO_SMALL = "highmem size ({size}MB) results in <64MB lowmem, ignoring it!"
-    MSG_HIGHMEM_TRIMMED = ("Warning: only 4GB will be used. Use a HIGHMEM64G enabled kernel!",)
 
     def max_zone_pfns(self) -> list[tuple[str, int]]:
         """arch/x86/mm/init.c zone_sizes_init(), 6.1: ZONE_DMA ends at min(16 MiB,
