@@ -575,3 +575,20 @@ def test_imported_numa64_kernel_image_keys() -> None:
     assert machine.kernel.get("image_start") == 0x1000000
     assert machine.kernel.get("image_size") == 0x3411000
     assert machine.kernel.get("text_size") is None  # numa64 reads section sizes in 2.6.25 only
+
+
+def test_journalctl_prefixes_are_tolerated() -> None:
+    # `journalctl -k` puts a date, the host and "kernel:" before each printk line.
+    text = (
+        "Nov 25 09:00:00 host kernel: Linux version 6.1.0-50-amd64 (debian-kernel@lists)\n"
+        "Nov 25 09:00:00 host kernel: Command line: BOOT_IMAGE=/vmlinuz mem=2G quiet\n"
+        "Nov 25 09:00:00 host kernel: BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff]"
+        " usable\n"
+        "Nov 25 09:00:00 host kernel: BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff]"
+        " usable\n"
+    )
+    machine, notes = import_dmesg(text, source="j.log", arch=None, profile=None, overrides=())
+    assert machine.e820 == (E820Entry(0, 0x9FC00, 1), E820Entry(0x100000, 0x80000000, 1))
+    assert (machine.arch, machine.kernel.cmdline) == (ARCH_64, "mem=2G")
+    assert "arch numa64 (64-bit kernel: 'Linux version 6.1.0-50-amd64')" not in notes
+    assert "arch numa64 ('Command line:' is printed by x86_64 kernels only)" in notes
