@@ -333,7 +333,10 @@ def test_options_win_and_the_notes_say_so() -> None:
     log = read_boot_log(real_log("pae_1G"), source="pae_1G.log")
     arch, note = infer_arch(log, ARCH_64, source="pae_1G.log")
     assert arch == ARCH_64
-    assert note == "arch numa64 (from --arch; the log suggests x86_32: max_arch_pfn = 0x1000000)"
+    assert note == (
+        "arch numa64 (from --arch; the log suggests x86_32: max_arch_pfn = 0x1000000: "
+        "i386 with PAE)"
+    )
     profile, note = infer_profile(log, "2.6.25", source="pae_1G.log")
     assert profile == "2.6.25" and note.startswith("profile 2.6.25 (from --profile;")
 

@@ -80,6 +80,12 @@ MAX_ARCH_PFN_NOPAE = 0x100000
 ARCH_32 = "x86_32"
 ARCH_64 = "numa64"
 
+#: Kernel release names (``uname -r``) of distribution builds: Debian's ``-686``, ``-686-pae``,
+#: ``-amd64``, 2008's ``-686-bigmem``, Fedora's ``.i686``, ``.x86_64``, ``PAE``.
+_RELEASE_32 = re.compile(r"(?:^|[-_.+])(?:i?[3-6]86|pae|bigmem)(?:$|[-_.+])", re.IGNORECASE)
+_RELEASE_64 = re.compile(r"(?:amd64|x86_64)", re.IGNORECASE)
+_RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
+
 #: The allocator each profile's kernel used: 2.6.25 had classic bootmem; 6.1 has memblock.
 ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "6.1": "memblock"}
 
@@ -101,9 +107,6 @@ def choose_allocator(profile: str) -> tuple[str, str]:
         f"allocator {DEFAULT_ALLOCATOR} (Linux {profile} used {real}, which is not installed)"
     )
 
-_RELEASE_32 = re.compile(r"(?:^|[-_.+])(?:i?[3-6]86|pae|bigmem)(?:$|[-_.+])", re.IGNORECASE)
-_RELEASE_64 = re.compile(r"(?:amd64|x86_64)", re.IGNORECASE)
-_RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +152,8 @@ def _arch_evidence(log: BootLog) -> tuple[int | None, str]:
     """32 or 64 (bits) and the evidence, strongest first; (None, "") if the log does not say."""
     if log.max_arch_pfn is not None:
         bits = 32 if log.max_arch_pfn <= MAX_ARCH_PFN_PAE else 64
-        return bits, f"max_arch_pfn = {log.max_arch_pfn:#x}"
+        what = {MAX_ARCH_PFN_PAE: "i386 with PAE", MAX_ARCH_PFN_NOPAE: "i386 without PAE"}
+        return bits, f"max_arch_pfn = {log.max_arch_pfn:#x}: {what.get(log.max_arch_pfn, 'x86_64')}"
     if log.highmem_line or log.lowmem_line:
         return 32, "'NNNMB LOWMEM available' is printed by i386 kernels only"
     if log.cmdline_64 is not None:
