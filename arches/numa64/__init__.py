@@ -6,8 +6,14 @@ DMA32 (below 4 GiB) and Normal. Nodes may interleave (node 0 = 0-2G + 4-6G, node
 6-8G) and may have no memory at all.
 
 Layout: a *block* is usable RAM (whole pages) intersected with one affinity range, tagged with
-that range's node; the zones of a node span the zone range intersected with the node's span
-(first to last RAM page of the node) and count as present the RAM pages of that node in it.
+that range's node; RAM no accepted range covers gets no active range and is not managed (the
+checks' RAM is the union of the blocks). The zones of a node span the zone range intersected
+with the node's span (first to last RAM page of the node) and count as present the RAM pages
+of that node in it. Without a usable affinity table (none, ``numa=off``, or rejected) one node
+0 covers all RAM, as the kernel's dummy node does.
+
+Presets: ``seed-numa-8g`` (+ ``-generic-free``, ``-buffer``), ``sgi-sparse``,
+``numa-memoryless``, ``numa-4node`` (profile 2.6.25) and ``qemu-numa-interleave-amd64`` (6.1).
 
 Two profiles, one module each; the later one subclasses the earlier and overrides only what the
 kernel changed (the py-evm pattern):

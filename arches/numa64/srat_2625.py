@@ -126,7 +126,11 @@ class Srat2625:
 
     def nodes_cover_memory(self, boot: Boot, ram: list[tuple[int, int]],
                            spans: dict[int, tuple[int, int]]) -> bool:
-        """srat_64.c nodes_cover_memory(): RAM inside the node hulls vs RAM in the e820."""
+        """srat_64.c nodes_cover_memory(): RAM inside the node hulls vs RAM in the e820.
+
+        [R] Both sides are counted from e820 RAM (absent_pages_in_range() over active ranges
+        that cover all RAM at this point of setup_arch()).
+        """
         pxmram = sum(pieces(ram, pfn_down(s), pfn_down(e)) for s, e in spans.values())
         e820ram = pieces(ram, 0, ram[-1][1]) if ram else 0
         # 2.6.25 quirk: RAM in overlapping hulls is counted once per hull, and the slack is
