@@ -69,17 +69,20 @@ def search(bits: bitarray, base: int, lo: int, hi: int, pages: int, step: int,
     return first_fit(bits, base, lo, hi, pages, step, lo)
 
 
-def place(last_end: int, start_pfn: int, size: int, align: int) -> tuple[int, int, int]:
+def place(last_end: int, start_pfn: int, size: int, align: int, lo: int) -> tuple[int, int, int]:
     """Sub-page merging of ``__bootmem_alloc_block()`` (v1) / ``___alloc_bootmem_block()`` (III).
 
     ``last_end`` is the byte address where the slot's previous allocation ended. The region
     merges into that page only when the allocation ended mid-page (intended; the posted code
-    also merged from a page-aligned or zero ``last_end``) and the free run found starts at the
-    next page. Returns ``(addr, first pfn to reserve, end pfn to reserve)``: a merged region
-    does not reserve its first page again. ``align == 0`` is byte alignment here (C's
-    ``ALIGN(x, 0)`` would give address 0).
+    also merged from a page-aligned or zero ``last_end``), the free run found starts at the
+    next page, and that page is not below ``lo``, the start of the range searched (so a block
+    request never merges into a page outside its block; III's block-relative offsets imply it).
+    Returns ``(addr, first pfn to reserve, end pfn to reserve)``: a merged region does not
+    reserve its first page again. ``align == 0`` is byte alignment here (C's ``ALIGN(x, 0)``
+    would give address 0).
     """
-    if last_end % PAGE_SIZE and pfn_down(last_end) + 1 == start_pfn:
+    last_pfn = pfn_down(last_end)
+    if last_end % PAGE_SIZE and last_pfn + 1 == start_pfn and last_pfn >= lo:
         addr = align_up(last_end, align or 1)
     else:
         addr = pfn_phys(start_pfn)

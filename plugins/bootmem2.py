@@ -87,9 +87,10 @@ class Bootmem2(Bootmem2Common):
     5. a goal below the block starts the search below it: a goal outside the searched range is
        ignored.
 
-    Further deviations, for the same reason: node-less requests get their own merge slot (the
-    posted code borrows block 0's, "XXX: Find a more appropriate slot", which can merge a node 0
-    request into a page of another node); ``align == 0`` merges with byte alignment;
+    Further deviations, for the same reason: a merge never reaches below the range searched
+    (node-less requests borrow block 0's merge slot as posted, "XXX: Find a more appropriate
+    slot"; unguarded, a block-0 request starting at the block start could merge into a page of
+    another node left there by a node-less request); ``align == 0`` merges with byte alignment;
     ``bootmem_release_node()`` releases only registered blocks (the posted loop also "releases"
     empty slots, decrementing the block count). Kept on purpose: a merged request still needs
     ``PFN_UP(size)`` free pages at the found start (the author's "XXX: The last page may be
@@ -107,7 +108,7 @@ class Bootmem2(Bootmem2Common):
         self._functional = False
         self._slots: list[Block] = []
         self._live = 0  # bootmem_nr_blocks: blocks not yet released
-        self._last: dict[int | None, int] = {}  # bootmem_block_last[] by slot; None = no node
+        self._last: dict[int, int] = {}  # bootmem_block_last[bid]
 
     def _span(self) -> tuple[int, int]:
         if not self._blocks:
@@ -190,9 +191,12 @@ class Bootmem2(Bootmem2Common):
         """``bootmem_reserve()``: pages ``[PFN_DOWN(addr), PFN_UP(addr + size))``; node ignored."""
         return self._reserve_pfns(pfn_down(addr), pfn_up(addr + size), exclusive)
 
-    def _alloc_in(self, slot: int | None, lo: int, hi: int, request: AllocRequest,
+    def _alloc_in(self, bid: int, lo: int, hi: int, request: AllocRequest,
                   goal: int) -> int | None:
-        """``bootmem_alloc_block()`` on ``[lo, hi)`` + ``__bootmem_alloc_block()``."""
+        """``bootmem_alloc_block()`` on ``[lo, hi)`` + ``__bootmem_alloc_block()``.
+
+        ``bid`` picks the merge slot ``bootmem_block_last[bid]``.
+        """
         if request.limit:
             hi = min(hi, request.limit >> PAGE_SHIFT)
         if hi <= lo:
@@ -203,9 +207,9 @@ class Bootmem2(Bootmem2Common):
                         pfn_down(goal), retry=True)
         if found is None:
             return None
-        addr, first, stop = place(self._last.get(slot, 0), found, request.size, request.align)
+        addr, first, stop = place(self._last.get(bid, 0), found, request.size, request.align, lo)
         self._count_merge(first > pfn_down(addr))
-        self._last[slot] = addr + request.size
+        self._last[bid] = addr + request.size
         if self._reserve_pfns(first, stop, exclusive=True):
             # "Since we checked the area in advance, a failed reservation is clearly a BUG."
             raise KernelBug(f"{V1}: __bootmem_alloc_block()", "reservation of a checked area")
@@ -217,7 +221,10 @@ class Bootmem2(Bootmem2Common):
         check_request(f"{V1}: bootmem_alloc_block()", request)
         self._check(self._min_pfn, self._min_pfn)
         if request.node is None:
-            return self._alloc_in(None, self._min_pfn, self._max_pfn, request, request.goal)
+            # RFC v1 quirk: bid -1 borrows block 0's merge slot ("XXX: Find a more
+            # appropriate slot"); place() keeps a merge inside the range searched.
+            return self._alloc_in(0, self._min_pfn, self._max_pfn, request, request.goal)
+        bids = self._bids(self._slots)
         mine = [i for i, b in enumerate(self._slots) if b.node == request.node]
         goal, goal_pfn = request.goal, pfn_down(request.goal)
         first = next((k for k, i in enumerate(mine)
@@ -227,7 +234,7 @@ class Bootmem2(Bootmem2Common):
         # RFC v1 quirk: only the goal block and the node's following blocks are tried.
         for i in mine[first:]:
             b = self._slots[i]
-            addr = self._alloc_in(i, b.start_pfn, b.end_pfn, request, goal)
+            addr = self._alloc_in(bids[i], b.start_pfn, b.end_pfn, request, goal)
             if addr is not None:
                 return addr
         return None
@@ -433,7 +440,7 @@ class Bootmem2PerBlock(Bootmem2Common):
                         retry=False)
         if found is None:
             return None
-        addr, first, stop = place(bm.last_end, found, request.size, request.align)
+        addr, first, stop = place(bm.last_end, found, request.size, request.align, lo)
         self._count_merge(first > pfn_down(addr))
         bm.last_end = addr + request.size
         if stop > first:

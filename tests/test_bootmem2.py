@@ -323,6 +323,19 @@ def test_v1_goal_below_a_following_block_is_not_used():
     assert alloc(a, P, P, goal=300 * P, node=1) == 512 * P
 
 
+def test_v1_node_request_never_merges_into_another_nodes_page():
+    # node 1 [0, 16), node 0 [16, 32), all free. A node-less request of 15 pages + 100 bytes
+    # takes PFN_UP = 16 pages from pfn 0 and ends mid-page 15 (node 1). It used bid -1's slot,
+    # which the posted code maps to bid 0 = node 0's block. A node-0 request then finds pfn 16
+    # = 15 + 1: unguarded it would merge to 15 * 4096 + ALIGN(100, 8) = 0xf068 (node 1
+    # memory); the merge must stay inside the block -> 16 * 4096 = 0x10000.
+    a = setup(Bootmem2, [(1, 0, 16), (0, 16, 32)], free_all=True)
+    assert alloc(a, 15 * P + 100, 8) == 0
+    assert alloc(a, 100, 8, node=0) == 0x10000
+    # a node-less request may merge there: it searches [min_pfn, max_pfn) -> 0x10068
+    assert alloc(a, 100, 8) == 0x10068
+
+
 @pytest.mark.parametrize("cls", BOTH)
 def test_goal_on_another_node_starts_at_the_nodes_first_block(cls):
     # node 0 [0, 0x80000), node 1 [0x80000, 0x100000); __alloc_bootmem_node(node 1) with the
@@ -609,7 +622,10 @@ class Bootmem2Model(RuleBasedStateMachine):
         area = next(ar for ar in areas if ar[0] <= first_pfn and last_pfn <= ar[1])  # placement
         if align:
             assert got % align == 0
-        slot = area if (node is not None or self.cls is Bootmem2PerBlock) else "global"
+        # Merge slots: one per block; v1's node-less requests borrow bid 0 = node 0's first block
+        node0 = sorted((s, e) for nd, s, e in self.blocks if nd == 0)
+        slot = area if (node is not None or self.cls is Bootmem2PerBlock) else (
+            node0[0] if node0 else "global")
         for other_start, other_end, _slot in self.allocs.values():
             assert end <= other_start or got >= other_end  # no overlap between allocations
         for p in range(first_pfn, last_pfn):
