@@ -15,6 +15,8 @@ blocks) plus ``bitarray.find`` over the model's ``handed`` map: no loop runs onc
 
 from __future__ import annotations
 
+import bisect
+
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,19 +116,59 @@ def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:
 
 
 class ByteRanges:
-    """A set of bytes kept as sorted disjoint ranges (small: one entry per early request)."""
+    """A set of bytes kept as sorted, disjoint, non-touching ranges.
+
+    Early boot makes one entry per request, and on large NUMA machines the number of requests
+    grows with memory (sparse_init() allocates per section), so every operation bisects and
+    touches only the ranges it changes: O(log n + k), never a rebuild of the whole list.
+    """
 
     def __init__(self) -> None:
-        self.ranges: Ranges = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    @property
+    def ranges(self) -> Ranges:
+        return list(zip(self._starts, self._ends, strict=True))
 
     def add(self, start: int, end: int) -> None:
-        self.ranges = list(merge_ranges([*self.ranges, (start, end)]))
+        if start >= end:
+            return
+        # Ranges that overlap or touch [start, end) merge with it.
+        i = bisect.bisect_left(self._ends, start)
+        j = bisect.bisect_right(self._starts, end)
+        if i < j:
+            start = min(start, self._starts[i])
+            end = max(end, self._ends[j - 1])
+        self._starts[i:j] = [start]
+        self._ends[i:j] = [end]
 
     def remove(self, start: int, end: int) -> None:
-        self.ranges = subtract(self.ranges, [(start, end)])
+        if start >= end:
+            return
+        i = bisect.bisect_right(self._ends, start)
+        j = bisect.bisect_left(self._starts, end)
+        if i >= j:
+            return
+        starts: list[int] = []
+        ends: list[int] = []
+        if self._starts[i] < start:  # the head of the first range survives
+            starts.append(self._starts[i])
+            ends.append(start)
+        if self._ends[j - 1] > end:  # the tail of the last range survives
+            starts.append(end)
+            ends.append(self._ends[j - 1])
+        self._starts[i:j] = starts
+        self._ends[i:j] = ends
 
     def overlapping(self, start: int, end: int) -> Ranges:
-        return intersect(self.ranges, [(start, end)])
+        i = bisect.bisect_right(self._ends, start)
+        j = bisect.bisect_left(self._starts, end)
+        return [
+            (max(self._starts[k], start), min(self._ends[k], end))
+            for k in range(i, j)
+            if max(self._starts[k], start) < min(self._ends[k], end)
+        ]
 
 
 # --------------------------------------------------------------------------------------------

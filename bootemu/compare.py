@@ -13,6 +13,9 @@ from typing import Any
 from bootemu.models import Machine
 from bootemu.sequencer import BootResult, boot_machine
 
+#: Address rows listed in full up to this many requests.
+MAX_REQUEST_ROWS = 48
+
 VIOLATION_KINDS = ("conservation", "double-handoff", "misplaced", "hole", "overlap")
 
 
@@ -29,8 +32,10 @@ def _violation_pages(report: dict[str, Any], kind: str) -> tuple[int, int]:
 
 
 def _request_key(a: dict[str, Any]) -> str:
-    node = "" if a["node"] is None else f" node {a['node']}"
-    return f"{a['label'] or a['caller'] or a['wrapper']}{node}"
+    label = a["label"] or a["caller"] or a["wrapper"]
+    if a["node"] is None or f"node {a['node']}" in label:
+        return label
+    return f"{label} node {a['node']}"
 
 
 def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
@@ -61,18 +66,29 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
 
     # The addresses the same requests got: requests are matched by position among the allocs.
     allocs = [[a for a in r["allocations"] if a["op"] == "alloc"] for r in reports]
-    for i in range(max((len(a) for a in allocs), default=0)):
+    count = max((len(a) for a in allocs), default=0)
+
+    def where(a: list[dict[str, Any]], i: int) -> str:
+        if i >= len(a):
+            return "-"
+        if a[i]["addr"] is None:
+            return "failed"
+        nodes = ",".join(str(n) for n in a[i]["nodes_touched"])
+        return f"{a[i]['addr']:#x} n{nodes}" if nodes else f"{a[i]['addr']:#x}"
+
+    cells = [[where(a, i) for a in allocs] for i in range(count)]
+    differ = [i for i in range(count) if len(set(cells[i])) > 1]
+    row("requests (differing)", [f"{len(a)} ({len(differ)})" for a in allocs])
+    # Small boots list every request; large ones (sparse_init allocates per memory section)
+    # list the first requests and then only those whose answers differ.
+    shown = list(range(count)) if count <= MAX_REQUEST_ROWS else sorted(
+        set(range(MAX_REQUEST_ROWS // 2)) | set(differ[: MAX_REQUEST_ROWS // 2])
+    )
+    for i in shown:
         label = next((_request_key(a[i]) for a in allocs if i < len(a)), f"request {i}")
-        values = []
-        for a in allocs:
-            if i >= len(a):
-                values.append("-")
-            elif a[i]["addr"] is None:
-                values.append("failed")
-            else:
-                nodes = ",".join(str(n) for n in a[i]["nodes_touched"])
-                values.append(f"{a[i]['addr']:#x} n{nodes}" if nodes else f"{a[i]['addr']:#x}")
-        row(f"{label} @", values)
+        row(f"{label} @", cells[i])
+    if len(shown) < count:
+        row(f"... {count - len(shown)} more requests", ["" for _ in allocs])
     return rows
 
 

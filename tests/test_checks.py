@@ -441,3 +441,31 @@ def test_conservation_matches_per_page_definition(
     }
     assert {x.kind for x in v} <= {"conservation", "hole", "double-handoff"}
     assert v == sorted(v)
+
+
+# ByteRanges is bisect-based for speed; hold it to a plain set of bytes.
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove"]), st.integers(0, 60), st.integers(0, 12)),
+        max_size=40,
+    ),
+    st.integers(0, 60),
+    st.integers(0, 12),
+)
+def test_byte_ranges_equal_a_set_of_bytes(ops, qs, qn):
+    from bootemu.checks import ByteRanges
+
+    br, model = ByteRanges(), set()
+    for op, start, n in ops:
+        getattr(br, op)(start, start + n)
+        if op == "add":
+            model |= set(range(start, start + n))
+        else:
+            model -= set(range(start, start + n))
+    got = {b for s, e in br.ranges for b in range(s, e)}
+    assert got == model
+    pairs = br.ranges
+    assert all(e0 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:]))  # disjoint, not touching
+    assert {b for s, e in br.overlapping(qs, qs + qn) for b in range(s, e)} == model & set(
+        range(qs, qs + qn)
+    )
