@@ -16,12 +16,23 @@ from bootemu.sequencer import boot_machine
 BACKENDS = ("bootmem", "bootmem2", "bootmem2-perblock")
 PRESETS = [name for name, _ in list_presets()]
 
+#: Presets built to show classic bootmem's failure on overlapping node spans (issue 4), and the
+#: kinds it must show there. With generic frees, node 0's bitmap also frees node 1's RAM, so it
+#: hands off pages node 1 still uses: conservation breaks too, which is the point.
+CLASSIC_FAILS = {
+    "seed-numa-8g-generic-free": {"conservation", "double-handoff", "misplaced"},
+    "seed-numa-8g-buffer": {"double-handoff", "misplaced"},
+}
+
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_conserves_pages(preset, backend):
     result = boot_machine(load_machine(preset), allocator=backend)
     kinds = {v.kind for v in result.violations}
+    if backend == "bootmem" and preset in CLASSIC_FAILS:
+        assert kinds == CLASSIC_FAILS[preset]
+        return
     assert "conservation" not in kinds, result.violations[:5]
     assert "hole" not in kinds, result.violations[:5]
     if result.outcome == "ok":
