@@ -49,6 +49,8 @@ class Tracer:
     """Emits structured trace events through structlog, numbered by a per-boot ``seq``.
 
     Only the CLI configures structlog (renderers); this class just calls ``get_logger()``.
+    Until something configures structlog, events are dropped: a library stays silent, and
+    structlog's default console output (which stamps wall-clock time) never appears.
     Values stay integers. ``dmesg`` carries the kernel-style text line(s) the event stands for
     in the active profile; the ``dmesg`` renderer prints only that.
     """
@@ -59,6 +61,8 @@ class Tracer:
 
     def __call__(self, event: str, *, dmesg: str | Sequence[str] | None = None, **fields: Any) -> None:
         self.seq += 1
+        if not structlog.is_configured():
+            return
         if dmesg is not None:
             fields["dmesg"] = dmesg if isinstance(dmesg, str) else "\n".join(dmesg)
         self._log.info(event, seq=self.seq, **fields)

@@ -108,7 +108,22 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         tracing.configure(None)
     if args.report is not None:
         _write(args.report, dumps(result.report))
+    if result.exit_code:
+        print(f"bootemu: {outcome_line(result.report)}", file=sys.stderr)
     return result.exit_code
+
+
+def outcome_line(report: dict) -> str:
+    """One line saying why a boot did not end clean (panic and/or violations by kind)."""
+    parts = []
+    if report["outcome"] != "ok":
+        parts.append(f"panic: {report['panic_message']}")
+    kinds: dict[str, int] = {}
+    for v in report["violations"]:
+        kinds[v["kind"]] = kinds.get(v["kind"], 0) + v["end_pfn"] - v["start_pfn"]
+    if kinds:
+        parts.append("violations: " + ", ".join(f"{k} {n} pages" for k, n in kinds.items()))
+    return f"{report['machine']} on {report['allocator']}: " + "; ".join(parts)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
