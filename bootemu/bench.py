@@ -23,8 +23,10 @@ def run_bench(machines: Sequence[str], allocators: Sequence[str], *, repeat: int
     names = list(machines) or [m for m in DEFAULT_MACHINES if m in presets]
     if repeat < 1:
         raise BootemuError("--repeat: must be at least 1")
-    lines = [f"{'machine':<20} {'allocator':<18} {'max_pfn':>12} {'RAM GiB':>8} "
-             f"{'outcome':>8} {'seconds':>8}"]
+    lines = [
+        f"{'machine':<20} {'allocator':<18} {'max_pfn':>12} {'RAM GiB':>8} "
+        f"{'outcome':>8} {'seconds':>8}"
+    ]
     for name in names:
         machine = load_machine(name)
         for alloc in allocators:

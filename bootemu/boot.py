@@ -59,7 +59,9 @@ class Tracer:
         self._log = structlog.get_logger("bootemu").bind(**context)
         self.seq = 0
 
-    def __call__(self, event: str, *, dmesg: str | Sequence[str] | None = None, **fields: Any) -> None:
+    def __call__(
+        self, event: str, *, dmesg: str | Sequence[str] | None = None, **fields: Any
+    ) -> None:
         self.seq += 1
         if not structlog.is_configured():
             return

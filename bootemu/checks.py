@@ -16,7 +16,6 @@ blocks) plus ``bitarray.find`` over the model's ``handed`` map: no loop runs onc
 from __future__ import annotations
 
 import bisect
-
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any

@@ -57,7 +57,10 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
     ram = [r["memory"]["ram_pages"] for r in reports]
     row(
         "pages still reserved",
-        [(ram_pages or 0) - r["handoff"]["pages"] for ram_pages, r in zip(ram, reports, strict=True)],
+        [
+            (ram_pages or 0) - r["handoff"]["pages"]
+            for ram_pages, r in zip(ram, reports, strict=True)
+        ],
     )
     row("allocator overhead bytes", [r["allocator_overhead_bytes"] for r in reports])
     for kind in VIOLATION_KINDS:
@@ -81,8 +84,10 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
     row("requests (differing)", [f"{len(a)} ({len(differ)})" for a in allocs])
     # Small boots list every request; large ones (sparse_init allocates per memory section)
     # list the first requests and then only those whose answers differ.
-    shown = list(range(count)) if count <= MAX_REQUEST_ROWS else sorted(
-        set(range(MAX_REQUEST_ROWS // 2)) | set(differ[: MAX_REQUEST_ROWS // 2])
+    shown = (
+        list(range(count))
+        if count <= MAX_REQUEST_ROWS
+        else sorted(set(range(MAX_REQUEST_ROWS // 2)) | set(differ[: MAX_REQUEST_ROWS // 2]))
     )
     for i in shown:
         label = next((_request_key(a[i]) for a in allocs if i < len(a)), f"request {i}")

@@ -26,7 +26,7 @@ from typing import Any
 from bitarray import bitarray
 from bitarray.util import zeros
 
-from bootemu.models import MAX_ORDER, Layout
+from bootemu.models import MAX_ORDER, Layout, Zone
 
 #: The highest order a free block can reach (orders 0..MAX_ORDER-1).
 TOP_ORDER = MAX_ORDER - 1
@@ -277,18 +277,23 @@ class PageAllocModel:
     def zones_report(self) -> list[dict[str, Any]]:
         """The report's ``zones`` entries, one per layout zone (DESIGN.md report keys)."""
         return [
-            {
-                "node": z.node,
-                "name": z.name,
-                "start_pfn": z.start_pfn,
-                "end_pfn": z.end_pfn,
-                "spanned": z.spanned,
-                "present": z.present,
-                "managed": self.managed(z.node, z.name),
-                "free": self.free_pages(z.node, z.name),
-            }
+            zone_entry(z, self.managed(z.node, z.name), self.free_pages(z.node, z.name))
             for z in self.layout.zones
         ]
 
 
-__all__ = ["TOP_ORDER", "PageAllocModel", "bit_runs", "buddy_counts"]
+def zone_entry(zone: Zone, managed: int, free: int) -> dict[str, Any]:
+    """One zone as the report shows it (``managed``/``free`` are 0 before any handoff)."""
+    return {
+        "node": zone.node,
+        "name": zone.name,
+        "start_pfn": zone.start_pfn,
+        "end_pfn": zone.end_pfn,
+        "spanned": zone.spanned,
+        "present": zone.present,
+        "managed": managed,
+        "free": free,
+    }
+
+
+__all__ = ["TOP_ORDER", "PageAllocModel", "bit_runs", "buddy_counts", "zone_entry"]

@@ -167,7 +167,9 @@ class AllocatorFacade:
         return self._hook.bootemu_alloc_alloc(request=request)
 
     def handoff(self, *, sink: PageSink, node: int | None) -> int:
-        return int(_required(self._hook.bootemu_alloc_handoff(sink=sink, node=node), "handoff", self._pm))
+        return int(
+            _required(self._hook.bootemu_alloc_handoff(sink=sink, node=node), "handoff", self._pm)
+        )
 
     def overhead_bytes(self) -> int:
         return int(self._hook.bootemu_alloc_overhead_bytes() or 0)

@@ -14,21 +14,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _zones_without_handoff(boot: Boot) -> list[dict[str, Any]]:
     """Zones as the layout planned them, for a boot that never reached the handoff."""
-    if boot.layout is None:
-        return []
-    return [
-        {
-            "node": z.node,
-            "name": z.name,
-            "start_pfn": z.start_pfn,
-            "end_pfn": z.end_pfn,
-            "spanned": z.spanned,
-            "present": z.present,
-            "managed": 0,
-            "free": 0,
-        }
-        for z in boot.layout.zones
-    ]
+    from bootemu.pagealloc import zone_entry
+
+    return [zone_entry(z, 0, 0) for z in boot.layout.zones] if boot.layout is not None else []
 
 
 def build_report(
@@ -75,7 +63,9 @@ def build_report(
         "panic_message": panic_message,
         "memory": memory,
         "nodes": nodes,
-        "zones": pagealloc.zones_report() if pagealloc is not None else _zones_without_handoff(boot),
+        "zones": pagealloc.zones_report()
+        if pagealloc is not None
+        else _zones_without_handoff(boot),
         "allocations": [
             {
                 "op": a.op,

@@ -45,7 +45,9 @@ def test_malformed_toml_names_file_and_line(tmp_path, capsys):
 
 def test_unknown_e820_type_names_the_key(tmp_path, capsys):
     path = tmp_path / "m.toml"
-    path.write_text(GOOD.replace('type = "usable"\n\n[[firmware.e820]]', 'type = "ram"\n\n[[firmware.e820]]', 1))
+    path.write_text(
+        GOOD.replace('type = "usable"\n\n[[firmware.e820]]', 'type = "ram"\n\n[[firmware.e820]]', 1)
+    )
     line = _one_line_error(capsys, main(["boot", str(path)]))
     assert "firmware.e820[0].type" in line and "'ram'" in line and str(path) in line
 
@@ -86,14 +88,32 @@ def test_boot_writes_report_with_stable_keys(tmp_path, capsys):
     assert main(["boot", "qemu-pc-1g-i386", "--log-format", "json", "--report", str(report)]) == 0
     doc = json.loads(report.read_text())
     for key in (
-        "machine", "arch", "allocator", "profile", "outcome", "panic_message", "memory", "nodes",
-        "zones", "allocations", "handoff", "allocator_overhead_bytes", "violations",
+        "machine",
+        "arch",
+        "allocator",
+        "profile",
+        "outcome",
+        "panic_message",
+        "memory",
+        "nodes",
+        "zones",
+        "allocations",
+        "handoff",
+        "allocator_overhead_bytes",
+        "violations",
     ):
         assert key in doc
     for key in ("max_pfn", "max_low_pfn", "lowmem_mb", "highmem_mb", "e820"):
         assert key in doc["memory"]
     assert set(doc["zones"][0]) >= {
-        "node", "name", "start_pfn", "end_pfn", "spanned", "present", "managed", "free"
+        "node",
+        "name",
+        "start_pfn",
+        "end_pfn",
+        "spanned",
+        "present",
+        "managed",
+        "free",
     }
     assert set(doc["handoff"]) >= {"pages", "by_node_zone", "buddyinfo"}
     # the JSON trace: one object per line, numbered from 1
@@ -105,8 +125,18 @@ def test_same_machine_gives_the_same_trace_and_report_byte_for_byte(tmp_path, ca
     outs = []
     for i in range(2):
         report = tmp_path / f"r{i}.json"
-        main(["boot", "qemu-pc-4g-i386", "--allocator", "bootmem", "--log-format", "json",
-              "--report", str(report)])
+        main(
+            [
+                "boot",
+                "qemu-pc-4g-i386",
+                "--allocator",
+                "bootmem",
+                "--log-format",
+                "json",
+                "--report",
+                str(report),
+            ]
+        )
         outs.append((capsys.readouterr().out, report.read_bytes()))
     assert outs[0] == outs[1]
 
@@ -118,12 +148,24 @@ def test_panic_is_a_result_trace_and_report_still_written(tmp_path, capsys):
     path = tmp_path / "m.toml"
     path.write_text(GOOD + '\n[[workload]]\nop = "alloc"\nsize = "1G"\nalign = 4096\n')
     report = tmp_path / "boot.json"
-    code = main(["boot", str(path), "--allocator", "bootmem", "--log-format", "dmesg",
-                 "--report", str(report)])
+    code = main(
+        [
+            "boot",
+            str(path),
+            "--allocator",
+            "bootmem",
+            "--log-format",
+            "dmesg",
+            "--report",
+            str(report),
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 1
-    assert out[-2:] == ["bootmem alloc of 1073741824 bytes failed!",
-                        "Kernel panic - not syncing: Out of memory"]
+    assert out[-2:] == [
+        "bootmem alloc of 1073741824 bytes failed!",
+        "Kernel panic - not syncing: Out of memory",
+    ]
     doc = json.loads(report.read_text())
     assert doc["outcome"] == "panic" and doc["panic_message"] == "Out of memory"
 

@@ -52,7 +52,9 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_unloadable_plugin_is_a_clear_error():
-    info = discover(ARCH_GROUP, entry_points=[_ep("ghost", "no_such_module:X", ARCH_GROUP)])["ghost"]
+    info = discover(ARCH_GROUP, entry_points=[_ep("ghost", "no_such_module:X", ARCH_GROUP)])[
+        "ghost"
+    ]
     with pytest.raises(BootemuError, match="ghost.*cannot be loaded.*ModuleNotFoundError"):
         info.load()
 
@@ -85,7 +87,9 @@ def test_each_manager_is_fresh():
 def _hook_names() -> list[str]:
     names = []
     for spec in SPEC_CLASSES:
-        names += [n for n, _ in inspect.getmembers(spec, inspect.isfunction) if n.startswith("bootemu_")]
+        names += [
+            n for n, _ in inspect.getmembers(spec, inspect.isfunction) if n.startswith("bootemu_")
+        ]
     return sorted(names)
 
 
@@ -109,7 +113,9 @@ def test_every_hook_is_documented(hook):
 
 @pytest.mark.parametrize("hook", _hook_names())
 def test_every_hook_has_a_test(hook):
-    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_plugins.py")
+    tests = "".join(
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_plugins.py"
+    )
     assert hook in tests, f"no test mentions {hook}"
 
 

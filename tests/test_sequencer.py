@@ -156,7 +156,9 @@ class ToyBackend:
                 self.reserved |= set(range(start, start + pages))
                 return start * PAGE_SIZE
         if request.panics:
-            raise KernelPanic("Out of memory", printk=[f"bootmem alloc of {request.size} bytes failed!"])
+            raise KernelPanic(
+                "Out of memory", printk=[f"bootmem alloc of {request.size} bytes failed!"]
+            )
         return None
 
     @hookimpl
