@@ -465,7 +465,8 @@ def test_byte_ranges_equal_a_set_of_bytes(ops, qs, qn):
     got = {b for s, e in br.ranges for b in range(s, e)}
     assert got == model
     pairs = br.ranges
-    assert all(e0 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:], strict=False))  # disjoint, not touching
+    # disjoint and not touching
+    assert all(e0 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:], strict=False))
     assert {b for s, e in br.overlapping(qs, qs + qn) for b in range(s, e)} == model & set(
         range(qs, qs + qn)
     )
