@@ -334,7 +334,9 @@ _COMPARED = re.compile(
     r"^(BIOS-provided|BIOS-e820:|user-defined|user:|e820: (update|remove) |last_pfn = |"
     r"ACPI: SRAT: Node |SRAT: PXM |NUMA: |No NUMA configuration found|NUMA turned off|"
     r"Faking a node|NODE_DATA\(|Zone ranges:|  (DMA|DMA32|Normal|Device) |Movable zone start|"
-    r"Early memory node ranges|  node +\d+: |Initmem setup node|On node \d+, zone |Memory: )")
+    r"Early memory node ranges|  node +\d+: |Initmem setup node|On node \d+, zone |Memory: |"
+    r"found SMP MP-table at |\[mem 0x[0-9a-f]+-0x[0-9a-f]+\] available for PCI devices|"
+    r"setup_percpu: |Built \d+ zonelists|(Dentry cache|Inode-cache) hash table entries: )")
 
 
 def _memory_total(line: str) -> str:
@@ -381,6 +383,181 @@ def test_61_coverage_check():
     # [0x100, 0xbffe0) + 256 = 158 + 786144 + 256 = 786558 pages -> 3072 MB (>> 8); all RAM:
     # 158 + 786144 + 262144 = 1048446 pages -> 4095 MB. Missing: far above the 1 MiB slack.
     assert "NUMA: nodes only cover 3072MB of your 4095MB e820 RAM. Not used." in lines
+
+
+# --------------------------------------------------------------------------------------------
+# 6.1 from free_area_init_core() on: Total pages, PCI gap, setup_percpu, hash tables
+
+
+def _real_line(case: str, prefix: str) -> str:
+    return next(ln for ln in (DATA / f"{case}.dmesg.txt").read_text().splitlines()
+                if ln.startswith(prefix))
+
+
+def _memmap(spanned: int, present: int) -> int:
+    """calc_memmap_size(), 6.1 SPARSEMEM, written out: 64-byte struct pages of the spanned
+    pages, or of the present ones when holes exceed present / 16; whole pages."""
+    pages = present if spanned > present + present // 16 else spanned
+    return -(-pages * 64 // 4096)
+
+
+@pytest.mark.parametrize("case", CASES_61)
+def test_61_total_pages_from_zoneinfo(case):
+    """``Total pages`` = sum over zones of present - memmap, minus dma_reserve on ZONE_DMA:
+    the RAM below 16 MiB that early boot keeps reserved. On every guest that is pfns 1-158
+    (e820 usable [0x1000, 0x9f000) in whole pages), inside the first MiB setup_arch() reserves;
+    [1M, 16M) is free (the kernel starts at 16 MiB). The zone counts come from /proc/zoneinfo
+    and the total from the real log, so this holds the formula to facts; the boot must then
+    say the same (dma_reserve in the event, the line itself)."""
+    rows = [ln.split() for ln in (DATA / f"{case}.zoneinfo.txt").read_text().splitlines()[1:]]
+    dma_reserve = 0x9F - 1  # 158
+    total = 0
+    for _node, zone, spanned, present, _start in rows:
+        free = int(present) - _memmap(int(spanned), int(present))
+        if zone == "DMA" and free > dma_reserve:
+            free -= dma_reserve
+        total += free
+    line = _real_line(case, "Built ")
+    assert line.endswith(f"Total pages: {total}")
+    with capture_logs() as events:
+        boot_machine(load_machine(str(DATA / f"{case}.toml")), allocator="bootmem")
+    ev = next(e for e in events if e.get("event") == "mm.zonelists")
+    assert (ev["pages"], ev["dma_reserve"], ev["dmesg"]) == (total, dma_reserve, line)
+
+
+def test_61_dma_reserve_counts_what_sits_below_16m():
+    # A 1 MiB initrd at 8 MiB is reserved below 16 MiB: dma_reserve 158 + 256, and ZONE_DMA
+    # (3998 - 64 memmap = 3934 pages, more than that) loses 256 more: 1031904 - 256.
+    m = load_machine(str(DATA / "amd64_4G.toml"),
+                     overrides=("kernel.initrd_start=0x800000", "kernel.initrd_size=0x100000"))
+    _, lines = boot(m, "bootmem")
+    assert "Built 1 zonelists, mobility grouping on.  Total pages: 1031648" in lines
+
+
+def test_61_memoryless_node_lines():
+    """numa-memoryless on 6.1: 6 CPUs (cpu_nodes 0,0,1,1,2,2), SRAT nodes 0-2, node 2 online
+    without memory, no PCI gap below 4 GiB (RAM to 3584M, reserved up to 4G)."""
+    _, lines = boot("numa-memoryless", "bootmem", ("kernel.profile=6.1",))
+    assert "setup_percpu: NR_CPUS:8192 nr_cpumask_bits:6 nr_cpu_ids:6 nr_node_ids:3" in lines
+    # e820__setup_pci_gap(): nothing of 4 MiB below 4 GiB (only 0xa0000-0xeffff, 320 KiB), so
+    # x86_64 takes max_pfn << 12 + 1 MiB = 8G + 1M with the default 4 MiB size.
+    i = lines.index("Cannot find an available gap in the 32-bit address range")
+    assert lines[i + 1:i + 3] == ["PCI devices with unassigned 32-bit BARs may not work!",
+                                  "[mem 0x200100000-0x2004fffff] available for PCI devices"]
+    # Zones: node 0 DMA 3998 present, 4095 spanned -> 3998 - 64 - 158 = 3776; DMA32 [16M,
+    # 3584M) = 913408 pages - 913408 * 64 / 4096 = 899136; node 1 Normal 4 GiB = 1048576 -
+    # 16384 = 1032192. Three online nodes, three zonelists.
+    total = 3776 + 899136 + 1032192
+    assert f"Built 3 zonelists, mobility grouping on.  Total pages: {total}" in lines
+    # Two memory nodes keep hashdist: the hashes come after Memory:, vmalloc'd. Dentry:
+    # 1935104 pages is a whole number of MiB; >> (13 - 12) = 967552 -> 2^20 buckets of 8 bytes
+    # = 8 MiB, 2.67 MiB per online node >= PMD_SIZE: huge pages. Inode: >> 2 -> 2^19, 4 MiB,
+    # 1.33 MiB per node: small pages.
+    mem = next(i for i, ln in enumerate(lines) if ln.startswith("Memory: "))
+    assert lines[mem + 1:mem + 3] == [
+        "Dentry cache hash table entries: 1048576 (order: 11, 8388608 bytes, vmalloc hugepage)",
+        "Inode-cache hash table entries: 524288 (order: 10, 4194304 bytes, vmalloc)"]
+
+
+def test_61_hashdist_off_allocates_early():
+    """``hashdist=0`` on the two-node guest: dcache_init_early() / inode_init_early() take
+    the tables from memblock (``linear``), sized as on one node (same nr_kernel_pages)."""
+    m = load_machine(str(DATA / "amd64_numa2_sym.toml"),
+                     overrides=("kernel.cmdline=hashdist=0",))
+    result, lines = boot(m, "bootmem")
+    assert result.outcome == "ok" and result.violations == []
+    hashes = [ln for ln in lines if "hash table entries" in ln]
+    assert hashes == [_real_line("amd64_4G", "Dentry cache"), _real_line("amd64_4G", "Inode-cache")]
+    assert lines.index(hashes[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("Memory"))
+    got = [(a["size"], a["align"], a["node"]) for a in result.report["allocations"]
+           if a.get("caller") == "alloc_large_system_hash"]
+    assert got == [(4194304, 64, None), (2097152, 64, None)]
+    # With hashdist (the default) nothing is allocated early.
+    result, _ = boot(load_machine(str(DATA / "amd64_numa2_sym.toml")), "bootmem")
+    assert not [a for a in result.report["allocations"]
+                if a.get("caller") == "alloc_large_system_hash"]
+
+
+def test_61_hash_entries_from_the_command_line():
+    # dhash_entries=1000: rounded up to 1024 buckets, 8 KiB (order 1). ihash_entries=0x10: a
+    # given count skips the one-page minimum, 16 * 8 = 128 bytes, and 6.1 prints the order as
+    # ilog2(128) - PAGE_SHIFT = -5 (6.1 quirk, fixed to get_order() in 2025).
+    m = load_machine(str(DATA / "amd64_512M.toml"),
+                     overrides=("kernel.cmdline=dhash_entries=1000 ihash_entries=0x10",))
+    _, lines = boot(m, "bootmem")
+    assert [ln for ln in lines if "hash table entries" in ln] == [
+        "Dentry cache hash table entries: 1024 (order: 1, 8192 bytes, linear)",
+        "Inode-cache hash table entries: 16 (order: -5, 128 bytes, linear)"]
+
+
+def test_61_mp_table_key():
+    _, lines = boot(load_machine(str(DATA / "amd64_512M.toml"),
+                                 overrides=("kernel.mp_table=0x9fc00",)), "bootmem")
+    assert "found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]" in lines
+    _, lines = boot(load_machine(str(DATA / "amd64_512M.toml"),
+                                 overrides=("kernel.mp_table=0",)), "bootmem")
+    assert not [ln for ln in lines if "MP-table" in ln]
+    with pytest.raises(BootemuError, match=r"amd64_512M\.toml: kernel\.mp_table: 0xf5ba8"):
+        boot(load_machine(str(DATA / "amd64_512M.toml"), overrides=("kernel.mp_table=0xf5ba8",)),
+             "bootmem")
+
+
+# --------------------------------------------------------------------------------------------
+# bootemu.linux61: the shared 6.1 arithmetic
+
+
+def test_linux61_calc_memmap_size():
+    from bootemu.linux61 import calc_memmap_size
+
+    # amd64_numa_interleave node 1 DMA32: spans 786432 pages, 262144 present; 786432 >
+    # 262144 + 16384, so SPARSEMEM charges only the present: 262144 * 64 / 4096 = 4096.
+    assert calc_memmap_size(786432, 262144, 64, sparsemem=True) == 4096
+    # FLATMEM (i386 686-pae, 40-byte pages) always charges the span: 4095 * 40 -> 40 pages.
+    assert calc_memmap_size(4095, 3998, 40, sparsemem=False) == 40
+    # Holes up to present / 16 still charge the span: 4095 <= 3998 + 249.
+    assert calc_memmap_size(4095, 3998, 64, sparsemem=True) == 64
+
+
+def test_linux61_large_system_hash_adapts_above_64g():
+    from bootemu.linux61 import alloc_large_system_hash
+
+    # 100 GiB of kernel pages = 26214400 (a whole number of MiB). 64-bit: ADAPT_SCALE_NPAGES
+    # = 64 GiB = 16777216 pages < 26214400 -> scale 13 + 1; 4 * 16777216 is not below.
+    # 26214400 >> 2 = 6553600 -> 2^23 buckets. 32-bit: >> 1 = 13107200 -> 2^24.
+    pages = 100 << 18
+    assert alloc_large_system_hash(pages, pages, 8, 13) == (23, 8 << 23)
+    assert alloc_large_system_hash(pages, pages, 8, 13, bits_per_long=32) == (24, 8 << 24)
+    # 1/16 of memory caps it: 16 MiB of RAM (4096 pages) allows 1 MiB, 2^17 buckets of 8 bytes,
+    # against 2^20 asked for with numentries.
+    assert alloc_large_system_hash(4096, 4096, 8, 13, numentries=1 << 20) == (17, 1 << 20)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 1 << 34), st.sampled_from([4, 8, 16]), st.integers(10, 16))
+def test_linux61_large_system_hash_properties(pages, bucket, scale):
+    from bootemu.linux61 import alloc_large_system_hash
+
+    log2qty, size = alloc_large_system_hash(pages, pages, bucket, scale)
+    assert size == bucket << log2qty
+    # Never more than 1/16 of memory (unless that is below one bucket), at least one page
+    # worth of buckets when memory allows it.
+    assert size <= max(bucket, (pages << 12) >> 4)
+    if (pages << 12) >> 4 >= 4096:
+        assert size >= 4096
+
+
+def test_linux61_zonelists_and_hash_lines():
+    from bootemu.linux61 import hash_table_line, vmalloc_kind, zonelists_line
+
+    # Grouping needs pageblock_nr_pages * MIGRATE_TYPES = 512 * 6 = 3072 pages.
+    assert zonelists_line(1, 3071, 9, 6).startswith("Built 1 zonelists, mobility grouping off.")
+    assert zonelists_line(2, 3072, 9, 6) == ("Built 2 zonelists, mobility grouping on.  "
+                                             "Total pages: 3072")
+    # The real two-node guests: 4 MiB / 2 nodes reaches a PMD, 2 MiB / 2 does not.
+    assert vmalloc_kind(4 << 20, 2, 2 << 20) == "vmalloc hugepage"
+    assert vmalloc_kind(2 << 20, 2, 2 << 20) == "vmalloc"
+    assert hash_table_line("Inode-cache", 18, 2 << 20, "vmalloc") == (
+        "Inode-cache hash table entries: 262144 (order: 9, 2097152 bytes, vmalloc)")
 
 
 # --------------------------------------------------------------------------------------------

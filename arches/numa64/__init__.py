@@ -53,6 +53,12 @@ kernel changed (the py-evm pattern):
     ``sizeof(struct page)``: 56 on 2008 x86_64, 64 on 6.1.
 ``text_size`` / ``data_size`` / ``init_size``
     2.6.25: the code / data / init figures of the ``Memory:`` line.
+``mp_table``
+    6.1: where the firmware put the MP floating pointer (SeaBIOS: ``0xf5ba0``), printed as
+    ``found SMP MP-table at ...``; 0 = none. 16-byte aligned, below 1 MiB.
+
+Command-line parameters the 6.1 profile reads besides ``mem=`` and ``numa=``: ``hashdist=``,
+``dhash_entries=``, ``ihash_entries=``.
 
 Every config value is validated in :meth:`Numa64.bootemu_arch_check_machine`; defaults are the
 ``DEFAULTS`` of the profile class.
@@ -98,6 +104,7 @@ class Config:
     text_size: int
     data_size: int
     init_size: int
+    mp_table: int
 
 
 _SIZE_KEYS = tuple(f.name for f in fields(Config) if f.type == "int")
@@ -143,6 +150,8 @@ def read_config(machine: Machine, defaults: dict[str, Any]) -> Config:
         raise bad("percpu_size", "must be positive")
     if not 16 <= cfg.struct_page_size <= 256:
         raise bad("struct_page_size", f"{cfg.struct_page_size} is not a plausible size")
+    if cfg.mp_table >= 1 << 20 or cfg.mp_table % 16:
+        raise bad("mp_table", f"{cfg.mp_table:#x} is not a 16-byte aligned address below 1 MiB")
     if cfg.initrd_size and not cfg.initrd_start:
         raise bad("initrd_start", "an initrd needs a start address")
     for i, m in enumerate(machine.numa):

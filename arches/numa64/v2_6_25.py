@@ -107,6 +107,7 @@ class Linux2625(Srat2625):
         "text_size": 2 << 20,  # the Memory: line's code / data / init [I]
         "data_size": 1 << 20,
         "init_size": 512 << 10,
+        "mp_table": 0xF5BA0,  # the firmware's MP floating pointer; only 6.1 prints it
     }
 
     def __init__(self, machine: Machine, cfg: Config) -> None:

@@ -21,7 +21,10 @@ What changed, in one place:
   from the top of RAM (:mod:`arches.numa64.direct_map`). No bootmem span, no ZONE_ALIGN.
 - Zone and node lines in the ``[mem %#018Lx-%#018Lx]`` format, ``On node N, zone Z: N pages
   in unavailable ranges``, and the ``Memory:`` line whose total is all present pages.
-- Early allocations: sparse_init() per run of same-node sections, per-cpu first chunk.
+- Early allocations: sparse_init() per run of same-node sections, per-cpu first chunk, the
+  dentry and inode hashes (only without hashdist, i.e. with one memory node).
+- The MP-table, PCI-gap, ``setup_percpu:``, ``Built N zonelists`` and hash-table lines
+  (:mod:`arches.numa64.v6_1_mm`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from arches.numa64.v2_6_25 import (
     blocks_from,
     pieces,
 )
+from arches.numa64.v6_1_mm import NR_CPUS, Mm61
 from bootemu import e820
+from bootemu.cmdline import split_cmdline
 from bootemu.models import (
     PAGE_SIZE,
     AllocRequest,
@@ -51,7 +56,7 @@ from bootemu.models import (
     pfn_down,
     pfn_phys,
 )
-from bootemu.units import memparse_prefix
+from bootemu.units import memparse_prefix, strtoull_prefix
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from arches.numa64 import Config
@@ -72,8 +77,9 @@ SMP_CACHE_BYTES_61 = 64
 IMAGE_FIELDS = "14343K kernel code, 2338K rwdata, 9116K rodata, 2820K init, 17356K bss"
 
 
-class Linux61(Linux2625):
-    """The 6.1 data sheet and the routines that differ from 2.6.25."""
+class Linux61(Mm61, Linux2625):
+    """The 6.1 data sheet and the routines that differ from 2.6.25 (the mm counts and lines
+    from free_area_init_core() on are in :class:`arches.numa64.v6_1_mm.Mm61`)."""
 
     PROFILE = "6.1"
     DEFAULTS: dict[str, Any] = {
@@ -83,6 +89,7 @@ class Linux61(Linux2625):
         "pgdat_size": 0x2B000,  # NODE_DATA(n) allocated [mem 0x7ffd5000-0x7fffffff]
         "percpu_size": 62 * PAGE_SIZE,  # "percpu: Embedded 62 pages/cpu"
         "struct_page_size": 64,
+        "mp_table": 0xF5BA0,  # found SMP MP-table at [mem 0x000f5ba0-0x000f5baf] (SeaBIOS)
     }
 
     def __init__(self, machine: Machine, cfg: Config) -> None:
@@ -91,7 +98,15 @@ class Linux61(Linux2625):
             if machine.kernel.get(key, default) != default:
                 raise BootemuError(f"{machine.source}: kernel.{key}: a 2.6.25 choice; the 6.1 "
                                    "profile has no such option")
+        if len(cfg.cpu_nodes) > NR_CPUS:
+            raise BootemuError(f"{machine.source}: kernel.cpu_nodes: {len(cfg.cpu_nodes)} CPUs, "
+                               f"more than NR_CPUS ({NR_CPUS})")
         self.userdef = False
+        self.hashdist = True  # HASHDIST_DEFAULT: CONFIG_NUMA on 64-bit
+        self.hash_entries = {"dhash_entries": 0, "ihash_entries": 0}
+        self.dma_reserve = 0
+        self.zone_free = []
+        self.nr_kernel_pages = 0
 
     def pgdat_owner(self, node: int, addr: int) -> int | None:
         """alloc_node_data() may fall back to another node: reserve where it really is."""
@@ -105,7 +120,17 @@ class Linux61(Linux2625):
     # cmdline
 
     def cmdline(self, boot: Boot) -> None:
+        """The early parameters (mem=, numa=), then the __setup() ones of the hashes:
+        ``hashdist=`` (mm/page_alloc.c set_hashdist()), ``dhash_entries=`` /
+        ``ihash_entries=`` (fs/dcache.c, fs/inode.c), each simple_strtoul(str, &str, 0)."""
         super().cmdline(boot)
+        for param, value in split_cmdline(self.machine.kernel.cmdline, profile=self.PROFILE):
+            if value is None:
+                continue
+            if param == "hashdist":
+                self.hashdist = strtoull_prefix(value)[0] != 0
+            elif param in self.hash_entries:
+                self.hash_entries[param] = strtoull_prefix(value)[0]
         if self.userdef:  # e820__finish_early_params()
             boot.e820 = e820.sanitize(boot.e820, profile=self.PROFILE) or boot.e820
             self.print_e820(boot, "user-defined physical RAM map:", "user", boot.e820)
@@ -139,6 +164,10 @@ class Linux61(Linux2625):
             low = e820.end_of_ram_pfn(boot.e820, MAX_ARCH_PFN, limit_pfn=MAX_DMA32_PFN)
             boot.printk("e820.last_pfn", f"last_pfn = {low:#x} max_arch_pfn = "
                         f"{MAX_ARCH_PFN:#x}", last_pfn=low)
+        mpf = self.cfg.mp_table
+        if mpf:  # find_smp_config() -> smp_scan_config(); in the first MiB, reserved anyway
+            boot.printk("smp.mptable", f"found SMP MP-table at [mem {mpf:#010x}-"
+                        f"{mpf + 15:#010x}]", addr=mpf)
         ram = e820.ram_pfn_ranges(boot.e820, limit_pfn=max_pfn)
         self.memblock_reservations(boot, ram, max_pfn)
         self.numa = self.numa_init(boot, ram, max_pfn)
@@ -146,6 +175,7 @@ class Linux61(Linux2625):
         boot.facts.update(bits_per_long=64, numa="fake" if self.numa.faked else "srat",
                           nodes_with_memory=len(self.memory_nodes()))
         self.alloc_node_data(boot)
+        self.dma_reserve = self.find_dma_reserve(ram)
         return self.layout_
 
     def memblock_reservations(self, boot: Boot, ram: list[tuple[int, int]], max_pfn: int
@@ -283,10 +313,21 @@ class Linux61(Linux2625):
                 allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False)
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """sparse_init(), free_area_init() (the zone and node lines), the per-cpu chunk."""
+        """sparse_init(), free_area_init() (the zone and node lines), e820__setup_pci_gap(),
+        then start_kernel(): the per-cpu chunk, build_all_zonelists(), and
+        vfs_caches_init_early() unless page_alloc_init() left hashdist on (more than one
+        node with memory)."""
         self.sparse_init(boot, allocator)
         self.print_zones(boot)
+        self.pci_gap(boot)
         self.per_cpu_areas(boot, allocator)
+        self.build_all_zonelists(boot)
+        if not self.hash_distributed():
+            self.vfs_hashes(boot, allocator)
+
+    def hash_distributed(self) -> bool:
+        """page_alloc_init(), 6.1: hashdist is turned off when one node has memory."""
+        return self.hashdist and len(self.memory_nodes()) != 1
 
     def sparse_init(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """mm/sparse.c, 6.1: the mem_section array and roots, then per run of present sections
@@ -352,6 +393,7 @@ class Linux61(Linux2625):
             else:
                 lines.append(f"Initmem setup node {node} as memoryless")
         boot.printk("mm.zones", lines, zones=len(lay.zones), ranges=len(lay.blocks))
+        self.free_area_init_core(boot)
         for node, zone, count in self.unavailable_ranges():
             boot.printk("mm.unavailable", f"On node {node}, zone {zone}: {count} pages in "
                         "unavailable ranges", node=node, zone=zone, pages=count)
@@ -389,7 +431,9 @@ class Linux61(Linux2625):
 
     def per_cpu_areas(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """pcpu_embed_first_chunk(): each CPU's unit from pcpu_fc_alloc() on its node
-        (memblock_alloc_try_nid(), any node if that one has no memory)."""
+        (memblock_alloc_try_nid(), any node if that one has no memory), after the
+        ``setup_percpu:`` line."""
+        self.setup_percpu_line(boot)
         online = set(self.memory_nodes())
         for cpu, node in enumerate(self.cpu_nodes()):
             has = node in online
@@ -405,7 +449,8 @@ class Linux61(Linux2625):
 
     def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
         """mem_init_print_info(): ``Memory: %luK/%luK available (...)``; the second figure is
-        every present page (get_num_physpages())."""
+        every present page (get_num_physpages()). Then, with hashdist, vfs_caches_init()'s
+        dentry and inode hashes (their lines only: vmalloc'd from the buddy allocator)."""
         if pagealloc is None:
             return
         lay = self.lay
@@ -414,6 +459,8 @@ class Linux61(Linux2625):
                 f"{(lay.ram_pages - free) * 4}K reserved, 0K cma-reserved)")
         boot.summary.append(line)
         boot.printk("mm.summary", line, free_pages=free, present_pages=lay.ram_pages)
+        if self.hash_distributed():
+            self.vfs_hashes(boot, None)
 
 
 __all__ = ["MAX_ARCH_PFN", "Linux61"]
