@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from arches.x86_32.v2_6_25 import Linux2625
 from arches.x86_32.v6_1_mm import Mm61
 from arches.x86_32.zones import zone_sizes
+from bootemu import linux61
 from bootemu.cmdline import MEMMAP_ADD, MEMMAP_EXACTMAP, MEMMAP_LIMIT, parse_memmap_args
 from bootemu.e820 import (
     E820_RAM,
@@ -120,8 +121,9 @@ class Linux61(Mm61, Linux2625):
 
     @staticmethod
     def memmap_pages(spanned: int, cfg: Any) -> int:
-        """calc_memmap_size(), 6.1 FLATMEM: PAGE_ALIGN(spanned * sizeof(struct page))."""
-        return -(-spanned * cfg.struct_page_size // PAGE_SIZE)
+        """calc_memmap_size(), 6.1 FLATMEM: PAGE_ALIGN(spanned * sizeof(struct page)) (the
+        present count only matters with SPARSEMEM)."""
+        return linux61.calc_memmap_size(spanned, spanned, cfg.struct_page_size, sparsemem=False)
 
     def pcp_held(self) -> int:
         """6.1 frees at mem_init() through the boot pagesets (high 0): nothing is parked."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from arches.x86_32 import mm
 from arches.x86_32.v2_6_25_mm import Bootmem2625
 from arches.x86_32.zones import ZoneSize
+from bootemu import linux61
 from bootemu.e820 import pci_gap
 from bootemu.models import PAGE_SIZE, pfn_phys
 
@@ -230,9 +231,8 @@ class Mm61(Bootmem2625):
         (present minus the memmap of lowmem zones); grouping off below
         pageblock_nr_pages * MIGRATE_TYPES (6.1 has 6 types with CMA, 5 here)."""
         total = sum(z.freesize for z in self.zones)
-        grouping = "off" if total < (1 << self.cfg.pageblock_order) * self.MIGRATE_TYPES else "on"
-        self.printk("zone.zonelists", f"Built 1 zonelists, mobility grouping {grouping}.  "
-                    f"Total pages: {total}", pages=total)
+        self.printk("zone.zonelists", linux61.zonelists_line(1, total, self.cfg.pageblock_order,
+                                                             self.MIGRATE_TYPES), pages=total)
 
     HASH_LINEAR = True
 
