@@ -24,7 +24,9 @@ kernel changed (the py-evm pattern):
   freed node by node, vmemmap / per-cpu areas allocated node-locally.
 - ``"6.1"`` (:mod:`arches.numa64.v6_1`): the affinity-table checks and the messages of
   today's kernel (arch/x86/mm/numa.c, mm/page_alloc.c), matched against the real Debian 6.1
-  boots in ``real-boots/``.
+  boots in ``real-boots/``; the zone counts and the lines from free_area_init_core() to the
+  VFS hashes (``Built N zonelists``, PCI gap, ``setup_percpu:``, hash tables) are in
+  :mod:`arches.numa64.v6_1_mm`, their generic arithmetic in :mod:`bootemu.linux61`.
 
 ``[kernel]`` keys this arch reads (all optional; sizes accept ``memparse()`` strings):
 
