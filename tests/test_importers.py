@@ -595,3 +595,45 @@ def test_journalctl_prefixes_are_tolerated() -> None:
     assert (machine.arch, machine.kernel.cmdline) == (ARCH_64, "mem=2G")
     assert "arch numa64 (64-bit kernel: 'Linux version 6.1.0-50-amd64')" not in notes
     assert "arch numa64 ('Command line:' is printed by x86_64 kernels only)" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# CPUs: numa64's kernel.cpu_nodes
+
+
+def test_cpu_nodes_from_srat_processor_lines():
+    # amd64_numa2_sym prints "SRAT: PXM 0 -> APIC 0x00 -> Node 0" and "... 0x01 -> Node 1".
+    text = (REAL / "amd64_numa2_sym.log").read_text()
+    machine, notes = import_dmesg(text, source="sym.log", arch=None, profile=None, overrides=())
+    assert machine.kernel.get("cpu_nodes") == "0,1"
+    assert any("SRAT processor-affinity" in n for n in notes)
+
+
+def test_cpu_count_from_smpboot_when_numa_is_off():
+    # numa=off: no SRAT lines at all; "smpboot: Allowing 2 CPUs, 0 hotplug CPUs" -> 2 CPUs,
+    # both on node 0 (the only node with NUMA off).
+    text = (REAL / "amd64_numa2_off.log").read_text()
+    machine, _ = import_dmesg(text, source="off.log", arch=None, profile=None, overrides=())
+    assert machine.kernel.get("cpu_nodes") == "0,0"
+
+
+def test_cpu_lines_2008_format_and_possible_cpus():
+    text = "\n".join(
+        [
+            "Linux version 2.6.25-1-amd64 (x86_64)",
+            "Command line: root=/dev/sda1",
+            " BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)",
+            " BIOS-e820: 0000000000100000 - 0000000080000000 (usable)",
+            "SRAT: PXM 0 -> APIC 0 -> Node 0",
+            "SRAT: PXM 1 -> APIC 1 -> Node 1",
+            "SRAT: PXM 1 -> APIC 2 -> Node 1",
+        ]
+    )
+    machine, _ = import_dmesg(text, source="old.log", arch="numa64", profile=None, overrides=())
+    assert machine.kernel.get("cpu_nodes") == "0,1,1"
+    from bootemu.importers.bootlog import read_boot_log
+
+    log = read_boot_log("smpboot: Allowing 8 CPUs, 6 hotplug CPUs\n", source="x")
+    # prefill_possible_map(): "Allowing %d CPUs" counts possible CPUs (hotplug slots
+    # included), which is what nr_cpu_ids and the per-cpu areas follow.
+    assert log.possible_cpus == 8

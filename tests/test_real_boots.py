@@ -224,12 +224,6 @@ _DEFERRED = (
     "(CONFIG_DEFERRED_STRUCT_PAGE_INIT), so its free-page figure is not the early-boot "
     "result bootemu computes (real-boots README)"
 )
-_NO_CPU_COUNT = (
-    "with numa=off the log shows no SRAT CPU lines and import-dmesg does not read the CPU "
-    "count (smpboot: Allowing 2 CPUs) into kernel.cpu_nodes, so the imported machine has one "
-    "CPU: nr_cpu_ids 1, not 2 (tests/data/numa64/amd64_numa2_off.toml, which sets "
-    "cpu_nodes, matches)"
-)
 
 _I386_FREE = (
     "i386 6.1 counts free pages after memblock placed every early allocation top-down and "
@@ -242,7 +236,6 @@ _I386_FREE = (
 NOT_MODELLED: dict[tuple[str, str], str] = {
     **{(case, "Memory-first-figure"): _DEFERRED for case in AMD64},
     **{(case, "Memory-first-figure"): _I386_FREE for case in CASES if case not in AMD64},
-    ("amd64_numa2_off", "setup_percpu"): _NO_CPU_COUNT,
 }
 
 #: (case, kind) → a mismatch in a modelled kind, to be fixed in the arch; strict xfail, so a

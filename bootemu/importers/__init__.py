@@ -249,6 +249,26 @@ IMAGE_KEYS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 }
 
 
+def infer_cpu_nodes(log: BootLog, numa: Sequence[NumaMemory]) -> tuple[str | None, str]:
+    """numa64's ``kernel.cpu_nodes`` from the log: the node of each CPU.
+
+    The SRAT processor-affinity lines give each CPU's node; without them (``numa=off``, or no
+    SRAT) every CPU the kernel allows (``smpboot: Allowing N CPUs``) is on node 0 — with no
+    affinity table, or with NUMA off, node 0 is the only node. None: the arch's default.
+    """
+    if log.cpu_nodes:
+        nodes = ",".join(str(n) for n in log.cpu_nodes)
+        return nodes, f"kernel.cpu_nodes {nodes!r} (from the SRAT processor-affinity lines)"
+    if log.possible_cpus:
+        nodes = ",".join("0" for _ in range(log.possible_cpus))
+        return nodes, (
+            f"kernel.cpu_nodes {nodes!r} ({log.possible_cpus} CPU(s) from 'smpboot: Allowing', "
+            "no SRAT processor lines: all on node 0)"
+        )
+    default = "one per node named in numa.memory" if numa else "one CPU"
+    return None, f"kernel.cpu_nodes: not in the log, the arch's default ({default})"
+
+
 def kernel_config(
     arch: str, profile: str, image: KernelImage
 ) -> tuple[list[tuple[str, int]], list[str]]:
@@ -368,6 +388,11 @@ def import_dmesg(
         chosen_arch, chosen_profile, find_kernel_image(log)
     )
     notes.extend(image_notes)
+    if chosen_arch != ARCH_32:
+        cpu_nodes, note = infer_cpu_nodes(log, numa)
+        if cpu_nodes is not None:
+            config.append(("cpu_nodes", cpu_nodes))
+        notes.append(note)
     for item in overrides:
         notes.append(f"{item} (from --set)")
 

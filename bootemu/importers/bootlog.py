@@ -116,6 +116,11 @@ _VERSION = re.compile(r"Linux version (\S+)")
 _CMDLINE_64 = re.compile(r"(?:^|\s)Command line: ?(.*)$")
 #: init/main.c start_kernel(), every arch: ``Kernel command line: %s``.
 _CMDLINE_ALL = re.compile(r"Kernel command line: ?(.*)$")
+#: arch/x86/mm/srat.c acpi_numa_processor_affinity_init() (6.1):
+#: ``SRAT: PXM %u -> APIC 0x%02x -> Node %u``; 2.6.2x prints the APIC id in decimal.
+_SRAT_CPU = re.compile(r"SRAT: PXM (\d+) -> APIC (?:0x)?[0-9a-fA-F]+ -> Node (\d+)")
+#: arch/x86/kernel/smpboot.c prefill_possible_map(): ``Allowing %d CPUs, %d hotplug CPUs``.
+_SMPBOOT_CPUS = re.compile(r"Allowing (\d+) CPUs, (\d+) hotplug CPUs")
 #: arch/x86/kernel/e820.c e820_end_pfn() (modern): ``last_pfn = %#lx max_arch_pfn = %#lx``.
 _LAST_PFN = re.compile(r"last_pfn = (0x[0-9a-f]+) max_arch_pfn = (0x[0-9a-f]+)")
 #: arch/x86/mm/init_32.c / numa_32.c initmem_init(): ``%ldMB HIGHMEM available.`` (only with
@@ -170,6 +175,8 @@ class BootLog:
     reserves: list[tuple[int, int, str]] = field(default_factory=list)
     dump_reserved: list[tuple[int, int]] = field(default_factory=list)
     memory_k: dict[str, int] = field(default_factory=dict)
+    cpu_nodes: list[int] = field(default_factory=list)
+    possible_cpus: int | None = None
     boots: int = 0
 
 
@@ -208,6 +215,14 @@ def read_boot_log(text: str, *, source: str) -> BootLog:
             log.lowmem_line = True
         elif "SRAT: Node" in line:
             _read_srat(line, log)
+        elif "SRAT: PXM" in line:
+            m = _SRAT_CPU.search(line)
+            if m:
+                log.cpu_nodes.append(int(m.group(2)))
+        elif "Allowing" in line and log.possible_cpus is None:
+            m = _SMPBOOT_CPUS.search(line)
+            if m:
+                log.possible_cpus = int(m.group(1))  # possible CPUs: what nr_cpu_ids counts
         elif "memblock_reserve:" in line:
             m = _MEMBLOCK_RESERVE.search(line)
             if m:
