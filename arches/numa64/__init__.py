@@ -69,18 +69,13 @@ Every config value is validated in :meth:`Numa64.bootemu_arch_check_machine`; de
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arches.numa64.v2_6_25 import Linux2625
 from arches.numa64.v6_1 import Linux61
-from bootemu.hookspecs import hookimpl
-from bootemu.models import BootemuError, Layout, Machine
+from bootemu.archbase import ProfileArch
+from bootemu.models import BootemuError, Machine
 from bootemu.units import parse_size
-
-if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from bootemu.boot import Boot
-    from bootemu.pagealloc import PageAllocModel
-    from bootemu.plugins import AllocatorFacade
 
 #: The profiles this arch knows, and the class that boots each.
 PROFILES: dict[str, type[Linux2625]] = {"2.6.25": Linux2625, "6.1": Linux61}
@@ -162,76 +157,21 @@ def read_config(machine: Machine, defaults: dict[str, Any]) -> Config:
     return cfg
 
 
-class Numa64:
+class Numa64(ProfileArch):
     """numa64: 64-bit NUMA (x86_64 style): e820 + SRAT, zones DMA/DMA32/Normal, no highmem.
 
-    The plugin is a thin shell: each hook hands its phase to the profile's kernel object
-    (:class:`~arches.numa64.v2_6_25.Linux2625` or :class:`~arches.numa64.v6_1.Linux61`),
-    created when the machine is checked.
+    The plugin is a thin shell (:class:`bootemu.archbase.ProfileArch`): each hook hands its
+    phase to the profile's kernel object (:class:`~arches.numa64.v2_6_25.Linux2625` or
+    :class:`~arches.numa64.v6_1.Linux61`), created when the machine is checked.
     """
 
-    def __init__(self) -> None:
-        self.kernel: Linux2625 | None = None
-
-    def _k(self) -> Linux2625:
-        if self.kernel is None:  # the sequencer always checks the machine first
-            raise RuntimeError("numa64: bootemu_arch_check_machine() was not called")
-        return self.kernel
-
-    @hookimpl
-    def bootemu_arch_check_machine(self, machine: Machine) -> bool:
+    def make_profile(self, machine: Machine) -> Linux2625:
         """Pick the profile's kernel and validate the ``[kernel]`` keys."""
         cls = PROFILES.get(machine.kernel.profile)
         if cls is None:
             raise BootemuError(f"{machine.source}: kernel.profile: numa64 knows "
                                f"{', '.join(PROFILES)}, not {machine.kernel.profile!r}")
-        self.kernel = cls(machine, read_config(machine, cls.DEFAULTS))
-        return True
-
-    @hookimpl
-    def bootemu_arch_firmware(self, boot: Boot) -> bool:
-        self._k().firmware(boot)
-        return True
-
-    @hookimpl
-    def bootemu_arch_cmdline(self, boot: Boot) -> bool:
-        self._k().cmdline(boot)
-        return True
-
-    @hookimpl
-    def bootemu_arch_layout(self, boot: Boot) -> Layout:
-        return self._k().layout(boot)
-
-    @hookimpl
-    def bootemu_arch_register(self, boot: Boot, allocator: AllocatorFacade) -> bool:
-        self._k().register(boot, allocator)
-        return True
-
-    @hookimpl
-    def bootemu_arch_enable(self, boot: Boot, allocator: AllocatorFacade) -> bool:
-        self._k().enable(boot, allocator)
-        return True
-
-    @hookimpl
-    def bootemu_arch_reserve(self, boot: Boot, allocator: AllocatorFacade) -> bool:
-        self._k().reserve(boot, allocator)
-        return True
-
-    @hookimpl
-    def bootemu_arch_allocate(self, boot: Boot, allocator: AllocatorFacade) -> bool:
-        self._k().allocate(boot, allocator)
-        return True
-
-    @hookimpl
-    def bootemu_arch_handoff(
-        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
-    ) -> int:
-        return self._k().handoff(boot, allocator, pagealloc)
-
-    @hookimpl
-    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> bool:
-        self._k().summary(boot, pagealloc)
-        return True
+        return cls(machine, read_config(machine, cls.DEFAULTS))
 
 
 __all__ = ["PROFILES", "Config", "Linux2625", "Linux61", "Numa64", "read_config"]
