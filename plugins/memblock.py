@@ -378,6 +378,16 @@ class Memblock:
                 return found
         return 0
 
+    def alloc_internal(self, size: int, align: int, min_addr: int, max_addr: int, nid: int,
+                       exact_nid: bool) -> int:
+        """memblock_alloc_internal(): ``max_addr`` clipped to the current limit; when nothing
+        fits above ``min_addr``, once more from 0. The physical address, or 0."""
+        max_addr = min(max_addr, self.current_limit)
+        addr = self.alloc_range_nid(size, align, min_addr, max_addr, nid, exact_nid)
+        if not addr and min_addr:
+            addr = self.alloc_range_nid(size, align, 0, max_addr, nid, exact_nid)
+        return addr
+
     # ---------------------------------------------------------------------------------------
     # AllocatorSpec hooks
 
@@ -447,8 +457,8 @@ class Memblock:
 
     @hookimpl
     def bootemu_alloc_alloc(self, request: AllocRequest) -> int | None:
-        """memblock_alloc_try_nid() (memblock_alloc_internal(): max_addr clipped to the
-        current limit, a failure above min_addr retried from 0); None or KernelPanic."""
+        """memblock_alloc_try_nid() / memblock_alloc_exact_nid_raw() -> alloc_internal();
+        None on failure, or KernelPanic for the wrappers whose callers panic."""
         name, exact = WRAPPERS[request.wrapper]
         size, align, min_addr = request.size, request.align, request.goal
         max_addr = request.limit or MEMBLOCK_ALLOC_ACCESSIBLE
@@ -458,10 +468,7 @@ class Memblock:
             self.dbg("alloc.memblock.alloc",
                      f"{name}: {size} bytes align={align:#x} nid={nid} from={self.pa(min_addr)} "
                      f"max_addr={self.pa(max_addr)} {caller}", size=size, align=align, nid=nid)
-        limit = min(max_addr, self.current_limit)
-        addr = self.alloc_range_nid(size, align, min_addr, limit, nid, exact)
-        if not addr and min_addr:
-            addr = self.alloc_range_nid(size, align, 0, limit, nid, exact)
+        addr = self.alloc_internal(size, align, min_addr, max_addr, nid, exact)
         if addr:
             return addr
         if request.panics:
