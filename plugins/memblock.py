@@ -4,14 +4,17 @@ memblock keeps two sorted arrays of regions, ``memory`` (what RAM exists, each r
 with its node) and ``reserved`` (what is taken); everything that is memory and not reserved is
 free. Allocation searches the free ranges top-down by default; the hand-off releases every free
 range as naturally aligned power-of-two chunks. No bitmap: the cost grows with the number of
-regions (hundreds), never with the number of pages.
+regions (a few hundred in a real boot), never with the number of pages.
 
-Source read: ``torvalds/linux:mm/memblock.c`` as stored in the look-up index at commit
-00974b9a83cb (the only version there near 6.1: ~v5.15, ``memblock_free()`` still takes a
-physical address). What 6.1 changed on the paths emulated here, from the 6.1 sources and the
-real 6.1 boots in ``real-boots/``: ``memblock_free(phys)`` became ``memblock_phys_free()`` (the
-name the real ``memblock=debug`` lines print), ``memblock_alloc_range_nid()`` and the search
-are unchanged; ``MAX_ORDER`` is still 11. Python written from reading the C, not copied.
+Source read: ``torvalds/linux:mm/memblock.c`` in the look-up index, commit 00974b9a83cb
+(~v5.15: ``memblock_free()`` still takes a physical address), the stored version closest to
+6.1 (the other one, 38e23194e1c9, is from the 3.x era). What changed up to 6.1 on the paths
+emulated here, as far as I know (not read): ``memblock_free(phys)`` became
+``memblock_phys_free()`` (5.16; the name the real 6.1 ``memblock=debug`` lines print) and
+MEMBLOCK_ALLOC_KASAN became MEMBLOCK_ALLOC_NOLEAKTRACE; the search, memblock_alloc_range_nid(),
+memblock_double_array() and memblock_free_all() are as read. tests/test_memblock.py replays
+every memblock call of the fifteen real 6.1 boots and lands every allocation where 6.1 did.
+The Python is written from reading the C, not copied.
 """
 
 from __future__ import annotations
@@ -510,6 +513,7 @@ class Memblock:
 
     @hookimpl
     def bootemu_alloc_stats(self) -> dict[str, Any]:
+        """Region counts and array sizes (``cnt``, ``max``), doublings, the current limit."""
         return {"variant": "memblock 6.1", "memory_regions": len(self.memory.bases),
                 "reserved_regions": len(self.reserved.bases), "memory_max": self.memory.max,
                 "reserved_max": self.reserved.max, "doublings": self.doublings,
