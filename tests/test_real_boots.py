@@ -225,21 +225,9 @@ _DEFERRED = (
     "result bootemu computes (real-boots README)"
 )
 
-_I386_FREE = (
-    "i386 6.1 takes pages for requests the x86_32 profile does not make: the per-cpu setup's "
-    "two temporary pages (pcpu_build_alloc_info(), pcpu_embed_first_chunk()), freed again but "
-    "then taken by alloc_low_pages() page tables (2 with PAE, 1 at mem=512M, none without PAE), "
-    "and pcpu_alloc_first_chunk()'s 1028-byte map, which lands below the first chunk and pushes "
-    "the hash tables one page down; memblock puts what the profile asks for where the real "
-    "kernel does (tests/test_memblock.py replays the real memblock calls and gets the exact "
-    "free figure), so the figure is 1-3 pages high (the Memory: total, all present pages, "
-    "matches)"
-)
-
 #: (case, kind) → why bootemu does not reproduce that line. Each entry must really mismatch.
 NOT_MODELLED: dict[tuple[str, str], str] = {
     **{(case, "Memory-first-figure"): _DEFERRED for case in AMD64},
-    **{(case, "Memory-first-figure"): _I386_FREE for case in CASES if case not in AMD64},
 }
 
 #: (case, kind) → a mismatch in a modelled kind, to be fixed in the arch; strict xfail, so a

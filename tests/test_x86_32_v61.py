@@ -9,6 +9,7 @@ the case's command-line arguments; the profile's defaults are the Debian build's
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from x86_32_harness import G, M, boot, era_b, machine
 from arches.x86_32.v6_1 import Linux61
 from bootemu.e820 import TYPE_BY_NAME
 from bootemu.models import E820Entry
+from plugins.memblock import Memblock
 
 DATA = Path(__file__).parent / "data" / "x86_32"
 CASES = ("pae_512M", "pae_1G", "pae_2G", "pae_4G", "nopae_4G", "pae_1G_highmem512M",
@@ -67,8 +69,8 @@ def test_lines_equal_the_real_log(case):
     b = boot(real_machine(case))
     assert b.result.outcome == "ok" and not b.result.violations
     got = [line for line in b.lines if KINDS.fullmatch(line)]
-    # The Memory: line: only the total (all present pages) is modelled; the free figure
-    # differs by the few early allocations the emulator does not make (see test below).
+    # The Memory: line: on this page-granular fake allocator only the total (all present
+    # pages) is comparable; on memblock the whole line is (test_memory_line_on_memblock...).
     real_mem, got_mem = real.pop(), got.pop()
     assert _MEMORY.match(got_mem).group(2) == _MEMORY.match(real_mem).group(2)
     assert got == real
@@ -154,3 +156,121 @@ def test_initrd_above_lowmem_is_moved():
 def test_highmem_parameter_61(cmdline, lines):
     b = boot(machine(era_b(512 * M), profile="6.1", cmdline=cmdline))
     assert b.kind("layout.warning") + b.kind("layout.highmem") + b.kind("layout.lowmem") == lines
+
+
+# --------------------------------------------------------------------------------------------
+# On the memblock backend: where every early allocation goes, and the Memory: line
+
+
+_APPEND = re.compile(r"-append '([^']*)'")
+_REQ = re.compile(r"memblock_\w+: (\d+) bytes align=0x([0-9a-f]+) .* (\w+)\+0x")
+_RES = re.compile(r"memblock_(reserve|phys_free): \[0x([0-9a-f]+)-0x([0-9a-f]+)\]")
+
+
+def memblock_boot(case: str):
+    """Boot the case on memblock with the real boot's whole command line (its length sizes
+    the setup_command_line() copies, its unknown options print_unknown_bootoptions())."""
+    head, _, _ = fixture(case)
+    m = real_machine(case)
+    cmdline = _APPEND.search(head["command"]).group(1)
+    m = replace(m, kernel=replace(m.kernel, cmdline=cmdline))
+    return boot(m, Memblock())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_memory_line_on_memblock_is_the_real_one(case):
+    # The free figure included: the profile makes the kernel's early requests in its order
+    # and sizes, so top-down memblock leaves the same pages free as the real kernel.
+    _, real, _ = fixture(case)
+    b = memblock_boot(case)
+    assert b.result.outcome == "ok" and not b.result.violations
+    assert b.kind("summary.memory") == [real[-1]]
+
+
+def test_pae_1g_allocations_land_where_the_real_kernel_put_them():
+    lines = [line for line in (DATA / "pae_1G.memblock.txt").read_text().splitlines()
+             if not line.startswith("#")]
+    want_allocs, want_frees, pending = [], [], None
+    for line in lines:
+        if m := _REQ.match(line):
+            pending = (int(m.group(1)), int(m.group(2), 16))
+        elif m := _RES.match(line):
+            start, end = int(m.group(2), 16), int(m.group(3), 16) + 1
+            if m.group(1) == "reserve":
+                want_allocs.append((*pending, start, end))
+                pending = None
+            elif end > start:  # pcpu_embed_first_chunk()'s empty tail: nothing freed
+                want_frees.append((start, end))
+    b = memblock_boot("pae_1G")
+    ops = b.report["allocations"]
+    got_allocs = [(a["size"], a["align"], a["addr"], a["addr"] + a["size"]) for a in ops
+                  if a["op"] == "alloc"]
+    first = next(i for i, a in enumerate(ops) if a["op"] == "alloc")
+    got_frees = [(a["addr"], a["addr"] + a["size"]) for a in ops[first:] if a["op"] == "free"]
+    assert len(want_allocs) == 34 and got_allocs == want_allocs
+    assert got_frees == want_frees
+
+
+@pytest.mark.parametrize("case, resources, firmware, nosave", [
+    # e820__reserve_resources(): 40-byte resources x e820_table entries (the BIOS entries
+    # plus trim_bios_range()'s page-0 split); firmware_map_add_early() x BIOS entries;
+    # e820__register_nosave_regions(): one per gap between RAM entries below max_pfn that
+    # does not continue the previous one (logs: 280/6/2, 320/7/3, 360/6/3, 256/7/3).
+    ("pae_1G", 7 * 40, 6, 2),
+    ("pae_4G", 8 * 40, 7, 3),  # the gap [bffe0000, 4G) before the RAM above 4 GiB
+    ("pae_1G_memmap64M_reserved", 9 * 40, 6, 3),  # memmap=64M$ splits the usable entry
+    # 32-bit resource_size_t: 32-byte resources; the RAM above 4 GiB, which memblock drops,
+    # is still an e820 entry, so the gap before it is registered (past max_pfn 0xbffe0).
+    ("nopae_4G", 8 * 32, 7, 3),
+])
+def test_setup_arch_requests_follow_the_e820_map(case, resources, firmware, nosave):
+    b = memblock_boot(case)
+    by_caller = {}
+    for a in b.report["allocations"]:
+        if a["op"] == "alloc":
+            by_caller.setdefault(a["caller"], []).append(a["size"])
+    assert by_caller["e820__reserve_resources"] == [resources]
+    assert by_caller["firmware_map_add_early"] == [64] * firmware
+    assert by_caller["register_nosave_region"] == [16] * nosave
+    # acpi_parse_hpet(): resource + 9; io_apic_init_mappings(): resource + 11.
+    res = resources // (9 if "memmap" in case else 8 if "4G" in case else 7)
+    assert by_caller["acpi_parse_hpet"] == [res + 9]
+    assert by_caller["io_apic_init_mappings"] == [res + 11]
+
+
+@pytest.mark.parametrize("case, pages", [
+    ("pae_1G", 2), ("pae_512M", 2), ("pae_1G_mem512M", 1), ("nopae_4G", 0),
+])
+def test_alloc_low_pages_after_the_hashes(case, pages):
+    # Counts of ``alloc_low_pages`` lines in the logs; they come after the hashes.
+    b = memblock_boot(case)
+    callers = [a["caller"] for a in b.report["allocations"] if a["op"] == "alloc"]
+    assert callers.count("alloc_low_pages") == pages
+    if pages:
+        assert callers.index("alloc_low_pages") > max(
+            i for i, c in enumerate(callers) if c == "alloc_large_system_hash")
+
+
+@pytest.mark.parametrize("cmdline, size", [
+    ("console=ttyS0 nokaslr", 9),  # " nokaslr" + NUL
+    ("console=ttyS0 foo=1 nokaslr bar", 1 + 6 + 8 + 4),  # argv and envp alike
+    ("console=ttyS0 mod.param=1", None),  # module parameters are not reported
+])
+def test_unknown_boot_options_are_allocated_and_freed(cmdline, size):
+    b = boot(machine(era_b(1 * G), profile="6.1", cmdline=cmdline), Memblock())
+    got = b.allocs("unknown boot options")
+    assert [a["size"] for a in got] == ([size] if size else [])
+    frees = [a for a in b.report["allocations"] if a["op"] == "free"]
+    assert all(any(f["addr"] == a["addr"] and f["size"] == a["size"] for f in frees)
+               for a in got)
+
+
+@pytest.mark.parametrize("backend", ["bootmem", "bootmem2"])
+def test_early_requests_also_boot_on_bitmap_backends(backend):
+    from bootemu.sequencer import boot_machine
+
+    m = replace(real_machine("pae_1G"), allocator=backend)
+    result = boot_machine(m)
+    assert result.outcome == "ok" and result.violations == []
+    callers = [a["caller"] for a in result.report["allocations"] if a["op"] == "alloc"]
+    assert callers.count("firmware_map_add_early") == 6 and "alloc_low_pages" in callers

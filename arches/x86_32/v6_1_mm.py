@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from arches.x86_32 import mm
 from arches.x86_32.v2_6_25_mm import Bootmem2625
+from arches.x86_32.v6_1_early import Early61
 from arches.x86_32.zones import ZoneSize
 from bootemu import linux61
 from bootemu.e820 import pci_gap
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 NODE = "__alloc_bootmem_node"
 
 
-class Mm61(Bootmem2625):
+class Mm61(Early61, Bootmem2625):
     """The 6.1 overrides of Bootmem2625 (Linux61 puts this class ahead of Linux2625)."""
 
     # Provided by Linux61 / Setup2625.
@@ -110,6 +111,7 @@ class Mm61(Bootmem2625):
         """paging_init() -> zone_sizes_init() -> free_area_init(), the PCI gap, then
         start_kernel() up to vfs_caches_init_early() (memblock_alloc*() each)."""
         self.free_area_init_nodes(allocator)
+        self.setup_arch_requests(allocator)
         self.pci_gap()
         self.start_kernel(allocator)
 
@@ -186,7 +188,8 @@ class Mm61(Bootmem2625):
 
     def start_kernel(self, allocator: AllocatorFacade) -> None:
         """init/main.c start_kernel(), 6.1: setup_command_line(), setup_per_cpu_areas(),
-        build_all_zonelists(), the command line, vfs_caches_init_early()."""
+        build_all_zonelists(), the command line, print_unknown_bootoptions(),
+        vfs_caches_init_early(), trap_init(), then mm_init() -> mem_init()'s swiotlb."""
         cfg = self.cfg
         cmdline = self.machine.kernel.cmdline
         for name in ("saved_command_line", "static_command_line"):
@@ -195,13 +198,12 @@ class Mm61(Bootmem2625):
         if cfg.smp:
             self.printk("percpu.setup", f"setup_percpu: NR_CPUS:{self.NR_CPUS} nr_cpumask_bits:"
                         f"{cfg.nr_cpus} nr_cpu_ids:{cfg.nr_cpus} nr_node_ids:1")
-        # pcpu_embed_first_chunk(): one unit per cpu, memblock_alloc_from(.., PAGE_SIZE,
-        # __pa(MAX_DMA_ADDRESS)).
-        self._alloc(allocator, cfg.percpu_size * cfg.nr_cpus, PAGE_SIZE, self.DMA_GOAL,
-                    "__alloc_bootmem", "pcpu_embed_first_chunk", "per-cpu first chunk")
+        self.percpu_first_chunk(allocator)
         self.build_all_zonelists()
         self.printk("cmdline.show", f"Kernel command line: {cmdline}")
+        self.unknown_bootoptions(allocator)
         self.vfs_caches_init_early(allocator)
+        self.cea_page_tables(allocator)  # trap_init()
         self.swiotlb_init(allocator)
 
     #: kernel/dma/swiotlb.c: IO_TLB_DEFAULT_SIZE (64 MiB) in 2 KiB slabs, 16 bytes of
