@@ -187,8 +187,21 @@ def test_memory_line_on_memblock_is_the_real_one(case):
     assert b.kind("summary.memory") == [real[-1]]
 
 
-def test_pae_1g_allocations_land_where_the_real_kernel_put_them():
-    lines = [line for line in (DATA / "pae_1G.memblock.txt").read_text().splitlines()
+#: The number of allocations from memmap_alloc() to the Memory: line (``memblock_reserve``
+#: lines of memblock_alloc_range_nid() in each fixture). pae_1G: 34. No HighMem usemap at
+#: 512M (33); mem=512M also takes 1 alloc_low_pages() page, not 2 (32); memmap=$ adds a
+#: nosave region (35); 4G adds a nosave region and a firmware map entry, and with PAE the 3
+#: swiotlb requests (39), without PAE no alloc_low_pages() page (34).
+ALLOCS = {"pae_512M": 33, "pae_1G": 34, "pae_2G": 34, "pae_4G": 39, "nopae_4G": 34,
+          "pae_1G_highmem512M": 34, "pae_1G_mem512M": 32, "pae_1G_memmap64M_reserved": 35,
+          "pae_1G_vmalloc256M": 34}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_allocations_land_where_the_real_kernel_put_them(case):
+    """Every request from memmap_alloc() on: same size and alignment, in the same order, at
+    the address of the real ``memblock_reserve`` line; and the same frees."""
+    lines = [line for line in (DATA / f"{case}.memblock.txt").read_text().splitlines()
              if not line.startswith("#")]
     want_allocs, want_frees, pending = [], [], None
     for line in lines:
@@ -201,13 +214,13 @@ def test_pae_1g_allocations_land_where_the_real_kernel_put_them():
                 pending = None
             elif end > start:  # pcpu_embed_first_chunk()'s empty tail: nothing freed
                 want_frees.append((start, end))
-    b = memblock_boot("pae_1G")
+    b = memblock_boot(case)
     ops = b.report["allocations"]
     got_allocs = [(a["size"], a["align"], a["addr"], a["addr"] + a["size"]) for a in ops
                   if a["op"] == "alloc"]
     first = next(i for i, a in enumerate(ops) if a["op"] == "alloc")
     got_frees = [(a["addr"], a["addr"] + a["size"]) for a in ops[first:] if a["op"] == "free"]
-    assert len(want_allocs) == 34 and got_allocs == want_allocs
+    assert len(want_allocs) == ALLOCS[case] and got_allocs == want_allocs
     assert got_frees == want_frees
 
 
