@@ -2,8 +2,8 @@
 
 The expectations are the checks' definitions (DESIGN.md "Checks"), not figures of any one boot:
 conservation and hole must hold for every backend on every machine; bootmem2 (both variants)
-and memblock must also never double-hand or misplace a page. Classic bootmem is allowed its documented
-failures on interleaved NUMA layouts (tests/test_numa64.py pins those down).
+and memblock must also never double-hand or misplace a page. Classic bootmem is allowed its
+documented failures on interleaved NUMA layouts (tests/test_numa64.py pins those down).
 """
 
 from __future__ import annotations
