@@ -10,7 +10,7 @@ Two parts:
   page-allocator model and returns :class:`Violation` ranges of five kinds (:data:`KINDS`).
 
 Everything is range arithmetic over short sorted lists (reservations, allocations, RAM ranges,
-blocks) plus ``bitarray.find`` over the model's ``handed`` map: no loop runs once per page.
+blocks) plus the runs of the model's ``handed`` map: no loop runs once per page.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import bisect
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from bitarray import bitarray
 
 from bootemu.boot import AllocationRecord
 from bootemu.hookspecs import hookimpl
@@ -34,6 +32,7 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.pagealloc import bit_runs
+from bootemu.runmap import RunMap
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from bootemu.boot import Boot
@@ -374,7 +373,7 @@ def _tag(runs: Iterable[tuple[int, int]], detail: str) -> Iterator[tuple[int, in
 
 
 def _runs_in(
-    bits: bitarray, value: int, ranges: Iterable[tuple[int, int]]
+    bits: RunMap, value: int, ranges: Iterable[tuple[int, int]]
 ) -> Iterator[tuple[int, int]]:
     """Runs of ``value`` in ``bits`` inside each range (past the end of ``bits``: all 0)."""
     size = len(bits)

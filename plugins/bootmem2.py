@@ -10,9 +10,10 @@ Two backends, both never merged upstream (reference §2):
   mm: bootmem2"): one bitmap per block, generic free/reserve may cross contiguous blocks.
 
 Both implement the *intended* design of the posted code; each class docstring lists the defects
-of the posted patch that are deliberately not reproduced. Bitmaps are ``bitarray`` objects
-(bit set = reserved); searches jump with ``find`` and hand-off walks free runs, so no path loops
-over single pfns. The Python is written from the RFC mails, not copied from them.
+of the posted patch that are deliberately not reproduced. Bitmaps are
+:class:`~bootemu.runmap.RunMap` objects (bit set = reserved, kept as runs); searches jump with
+``find`` and hand-off walks free runs, so no path loops over single pfns. The Python is
+written from the RFC mails, not copied from them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from bitarray import bitarray
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -38,6 +37,7 @@ from bootemu.models import (
     pfn_down,
     pfn_up,
 )
+from bootemu.runmap import RunMap
 from plugins._bootmem2_common import (
     Bootmem2Common,
     check_request,
@@ -101,7 +101,7 @@ class Bootmem2(Bootmem2Common):
 
     def __init__(self) -> None:
         super().__init__()
-        self._map: bitarray | None = None
+        self._map: RunMap | None = None
         self._min_pfn = 0
         self._max_pfn = 0
         self._mapstart = 0
@@ -135,8 +135,7 @@ class Bootmem2(Bootmem2Common):
         """``bootmem_setup(mapstart)``: everything reserved, allocator functional."""
         mapstart = placement(placements, "global")
         self._min_pfn, self._max_pfn = self._span()
-        self._map = bitarray(self._max_pfn - self._min_pfn)
-        self._map.setall(1)
+        self._map = RunMap(self._max_pfn - self._min_pfn, 1)
         self._mapstart = mapstart
         self._slots = self._slot_order()
         self._live = len(self._slots)
@@ -150,7 +149,7 @@ class Bootmem2(Bootmem2Common):
         )
         return True
 
-    def _check(self, start: int, end: int) -> bitarray:
+    def _check(self, start: int, end: int) -> RunMap:
         """``check_bootmem_parms()``: functional, and the pfn range inside [min, max)."""
         if self._map is None or not self._functional:
             raise KernelBug(f"{V1}: check_bootmem_parms()", "BUG_ON(!bootmem_functional)")
@@ -290,7 +289,7 @@ class _BlockMap:
 
     block: Block
     key: str
-    bits: bitarray
+    bits: RunMap
     mapstart: int
     last_end: int = 0
 
@@ -356,8 +355,7 @@ class Bootmem2PerBlock(Bootmem2Common):
         """``init_bootmem_block()`` for every block: its map filled with ones, linked."""
         by_block: dict[int, _BlockMap] = {}
         for i, b in enumerate(self._address_order()):
-            bits = bitarray(b.pages)
-            bits.setall(1)
+            bits = RunMap(b.pages, 1)
             by_block[i] = _BlockMap(b, f"block{i}", bits, placement(placements, f"block{i}"))
         self._addr = [by_block[i] for i in sorted(by_block)]
         self._find = [bm for bm in self._addr if bm.block.pages]  # empty blocks hold no pfn
