@@ -109,8 +109,16 @@ def _cmd_boot(args: argparse.Namespace) -> int:
     if args.report is not None:
         _write(args.report, dumps(result.report))
     if result.exit_code:
-        print(f"bootemu: {outcome_line(result.report)}", file=sys.stderr)
+        print(f"bootemu: {one_line(outcome_line(result.report))}", file=sys.stderr)
     return result.exit_code
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: whatever a file path
+    or a value holds, the CLI's message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def outcome_line(report: dict) -> str:
@@ -226,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except BootemuError as exc:
-        print(f"bootemu: {exc}", file=sys.stderr)
+        print(f"bootemu: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `bootemu boot ... | head`
         return 0
