@@ -27,7 +27,7 @@ PHASES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class AllocationRecord:
     """One early request and what the backend answered (the report's ``allocations``)."""
 

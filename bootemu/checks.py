@@ -15,12 +15,12 @@ blocks) plus the runs of the model's ``handed`` map: no loop runs once per page.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bootemu.boot import AllocationRecord
+from bootemu.byteranges import ByteRanges, SpreadRanges
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
     AllocRequest,
@@ -113,62 +113,6 @@ def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:
     return list(merge_ranges((pfn_down(s), pfn_up(e)) for s, e in byte_ranges))
 
 
-class ByteRanges:
-    """A set of bytes kept as sorted, disjoint, non-touching ranges.
-
-    Early boot makes one entry per request, and on large NUMA machines the number of requests
-    grows with memory (sparse_init() allocates per section), so every operation bisects and
-    touches only the ranges it changes: O(log n + k), never a rebuild of the whole list.
-    """
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-
-    @property
-    def ranges(self) -> Ranges:
-        return list(zip(self._starts, self._ends, strict=True))
-
-    def add(self, start: int, end: int) -> None:
-        if start >= end:
-            return
-        # Ranges that overlap or touch [start, end) merge with it.
-        i = bisect.bisect_left(self._ends, start)
-        j = bisect.bisect_right(self._starts, end)
-        if i < j:
-            start = min(start, self._starts[i])
-            end = max(end, self._ends[j - 1])
-        self._starts[i:j] = [start]
-        self._ends[i:j] = [end]
-
-    def remove(self, start: int, end: int) -> None:
-        if start >= end:
-            return
-        i = bisect.bisect_right(self._ends, start)
-        j = bisect.bisect_left(self._starts, end)
-        if i >= j:
-            return
-        starts: list[int] = []
-        ends: list[int] = []
-        if self._starts[i] < start:  # the head of the first range survives
-            starts.append(self._starts[i])
-            ends.append(start)
-        if self._ends[j - 1] > end:  # the tail of the last range survives
-            starts.append(end)
-            ends.append(self._ends[j - 1])
-        self._starts[i:j] = starts
-        self._ends[i:j] = ends
-
-    def overlapping(self, start: int, end: int) -> Ranges:
-        i = bisect.bisect_right(self._ends, start)
-        j = bisect.bisect_left(self._starts, end)
-        return [
-            (max(self._starts[k], start), min(self._ends[k], end))
-            for k in range(i, j)
-            if max(self._starts[k], start) < min(self._ends[k], end)
-        ]
-
-
 # --------------------------------------------------------------------------------------------
 # The recorder
 
@@ -189,8 +133,8 @@ class Recorder:
 
     def __init__(self, boot: Boot) -> None:
         self.boot = boot
-        self.reserved = ByteRanges()
-        self.allocated = ByteRanges()
+        self.reserved = SpreadRanges()
+        self.allocated = SpreadRanges()
         self.bitmap_requests: dict[str, BitmapRequest] = {}
         self.bitmaps: dict[str, tuple[int, int]] = {}
         self.allocs: list[tuple[AllocRequest, int]] = []
@@ -328,6 +272,8 @@ class Recorder:
             s, e = max(addr, pfn_phys(ps)), min(end, pfn_phys(pe))
             if s < e:
                 found.append((s, e, f"bitmap {key}"))
+        if not found:  # the usual case: nothing more to build
+            return
         # One violation per overlapping stretch, naming everything it hits (the arch reserves
         # a bitmap's pages, so an allocation there hits both the bitmap and a reservation).
         name = request.label or request.caller or request.wrapper

@@ -1,4 +1,5 @@
-"""RunMap holds the same bits as a bitarray: a model test, operation by operation."""
+"""The representations that keep cost independent of RAM size hold the same sets as the
+plain ones: RunMap against a bitarray, SpreadRanges against one ByteRanges."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from bitarray import bitarray
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bootemu.byteranges import ByteRanges, SpreadRanges
 from bootemu.runmap import RunMap
 
 SIZE = 64
@@ -69,3 +71,23 @@ def test_a_huge_map_costs_its_runs_not_its_bits():
     assert big.find(0) == 1 << 20
     assert big.find(1, 1 << 20) == 1 << 30
     assert big.count(0) == (1 << 40) - (1 << 20) - 5
+
+
+# SpreadRanges (the recorder's ledger) must be the same set as one ByteRanges, whatever the
+# bucket size: here 8-byte buckets, so ranges cross buckets and large ones go whole.
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove"]), st.integers(0, 60), st.integers(0, 20)),
+        max_size=40,
+    ),
+    st.integers(0, 70),
+    st.integers(0, 20),
+)
+def test_spread_ranges_equal_byte_ranges(ops, qs, qn):
+    one, spread = ByteRanges(), SpreadRanges(shift=3)
+    for op, start, n in ops:
+        getattr(one, op)(start, start + n)
+        getattr(spread, op)(start, start + n)
+    assert spread.ranges == one.ranges
+    assert spread.overlapping(qs, qs + qn) == one.overlapping(qs, qs + qn)
