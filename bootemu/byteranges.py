@@ -64,6 +64,11 @@ class ByteRanges:
         self._starts[i:j] = starts
         self._ends[i:j] = ends
 
+    def intersects(self, start: int, end: int) -> bool:
+        """Whether some byte of ``[start, end)`` is in the set."""
+        i = bisect.bisect_right(self._ends, start)
+        return i < len(self._starts) and self._starts[i] < end and start < end
+
     def overlapping(self, start: int, end: int) -> Ranges:
         i = bisect.bisect_right(self._ends, start)
         j = bisect.bisect_left(self._starts, end)
@@ -115,6 +120,18 @@ class SpreadRanges:
         self._big.remove(start, end)
         for b in self._touched(start, end):
             self._buckets[b].remove(start, end)
+
+    def intersects(self, start: int, end: int) -> bool:
+        """Whether some byte of ``[start, end)`` is in the set."""
+        if start >= end:
+            return False
+        if self._big.intersects(start, end):
+            return True
+        lo, hi = start >> self._shift, (end - 1) >> self._shift
+        if lo == hi:  # the usual request: one bucket, no list to build
+            br = self._buckets.get(lo)
+            return br is not None and br.intersects(start, end)
+        return any(self._buckets[b].intersects(start, end) for b in self._touched(start, end))
 
     def overlapping(self, start: int, end: int) -> Ranges:
         if start >= end:

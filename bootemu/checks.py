@@ -15,6 +15,7 @@ blocks) plus the runs of the model's ``handed`` map: no loop runs once per page.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,7 @@ class Recorder:
         self.allocated = SpreadRanges()
         self.bitmap_requests: dict[str, BitmapRequest] = {}
         self.bitmaps: dict[str, tuple[int, int]] = {}
+        self._bitmap_bytes = ByteRanges()  # the bitmaps' bytes, for the quick overlap test
         self.allocs: list[tuple[AllocRequest, int]] = []
         self.overlaps: list[Violation] = []
 
@@ -146,7 +148,15 @@ class Recorder:
         layout = self.boot.layout
         if addr is None or layout is None or size <= 0:
             return ()
-        pieces = layout.node_pieces(pfn_down(addr), pfn_up(addr + size))
+        first, last = pfn_down(addr), pfn_up(addr + size)
+        node = layout.node_of(first)
+        if node is not None and layout.node_of(last - 1) == node:
+            # The usual request: inside one block (blocks of a node never touch another
+            # node's without a gap or a block boundary, which node_pieces() would show).
+            block_end = layout.blocks[bisect.bisect_right(layout.block_starts, first) - 1].end_pfn
+            if last <= block_end:
+                return (node,)
+        pieces = layout.node_pieces(first, last)
         return tuple(sorted({n for _, _, n in pieces if n is not None}))
 
     def live_pages(self) -> Ranges:
@@ -172,6 +182,7 @@ class Recorder:
         for key, pfn in sorted(placements.items()):
             req = self.bitmap_requests.get(key)
             self.bitmaps[key] = (pfn, pfn + (req.pages if req is not None else 0))
+            self._bitmap_bytes.add(pfn_phys(pfn), pfn_phys(self.bitmaps[key][1]))
         return result
 
     @hookimpl(wrapper=True)
@@ -265,6 +276,12 @@ class Recorder:
     def _check_overlap(self, request: AllocRequest, addr: int) -> None:
         """An allocation may not share a byte with live memory (sharing a page is fine)."""
         end = addr + request.size
+        if not (
+            self.reserved.intersects(addr, end)
+            or self.allocated.intersects(addr, end)
+            or self._bitmap_bytes.intersects(addr, end)
+        ):
+            return  # the usual case: nothing to report, nothing to build
         found: list[tuple[int, int, str]] = []
         found += [(s, e, "a live reservation") for s, e in self.reserved.overlapping(addr, end)]
         found += [(s, e, "a live allocation") for s, e in self.allocated.overlapping(addr, end)]
@@ -272,8 +289,6 @@ class Recorder:
             s, e = max(addr, pfn_phys(ps)), min(end, pfn_phys(pe))
             if s < e:
                 found.append((s, e, f"bitmap {key}"))
-        if not found:  # the usual case: nothing more to build
-            return
         # One violation per overlapping stretch, naming everything it hits (the arch reserves
         # a bitmap's pages, so an allocation there hits both the bitmap and a reservation).
         name = request.label or request.caller or request.wrapper

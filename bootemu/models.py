@@ -143,6 +143,11 @@ class Layout:
         """Node ids that appear in a block or a zone, ascending."""
         return tuple(sorted({b.node for b in self.blocks} | {z.node for z in self.zones}))
 
+    @property
+    def block_starts(self) -> list[int]:
+        """The blocks' start pfns, ascending (for bisecting into :attr:`blocks`)."""
+        return self._starts
+
     def node_of(self, pfn: int) -> int | None:
         """The node ``pfn`` physically resides on, or None if no block holds it."""
         i = bisect.bisect_right(self._starts, pfn) - 1

@@ -91,3 +91,19 @@ def test_spread_ranges_equal_byte_ranges(ops, qs, qn):
         getattr(spread, op)(start, start + n)
     assert spread.ranges == one.ranges
     assert spread.overlapping(qs, qs + qn) == one.overlapping(qs, qs + qn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 20)), max_size=30),
+    st.integers(0, 70),
+    st.integers(0, 20),
+)
+def test_intersects_agrees_with_overlapping(adds, qs, qn):
+    one, spread = ByteRanges(), SpreadRanges(shift=3)
+    for start, n in adds:
+        one.add(start, start + n)
+        spread.add(start, start + n)
+    want = bool(one.overlapping(qs, qs + qn))
+    assert one.intersects(qs, qs + qn) == want
+    assert spread.intersects(qs, qs + qn) == want
