@@ -414,10 +414,15 @@ def run_checks(
     for request, addr in recorder.allocs if recorder is not None else ():
         ps, pe = pfn_down(addr), pfn_up(addr + request.size)
         name = request.label or request.caller or request.wrapper
-        detail = f"{name}: allocation at {addr:#x} touches non-RAM pages"
-        holes += _tag(subtract([(ps, pe)], ram), detail)
+        outside_ram = subtract([(ps, pe)], ram)
+        if outside_ram:  # the message is built only for the (rare) allocation it names
+            holes += _tag(outside_ram, f"{name}: allocation at {addr:#x} touches non-RAM pages")
         if request.node is None or not request.wrapper.endswith("_node"):
             continue
+        if layout.node_of(ps) == request.node and layout.node_of(pe - 1) == request.node:
+            i = bisect.bisect_right(layout.block_starts, ps) - 1
+            if pe <= layout.blocks[i].end_pfn:
+                continue  # inside one block of its own node: nothing misplaced
         for s, e, where in layout.node_pieces(ps, pe):
             if where is not None and where != request.node:
                 detail = (

@@ -75,10 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="x86_32", help="arch of the machine file (default x86_32)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    p = sub.add_parser("bench", help="time boots of the largest presets")
+    p = sub.add_parser("bench", help="time boots of the largest presets, or sweep RAM sizes")
     p.add_argument("machines", nargs="*", help="presets or files (default: the large presets)")
-    p.add_argument("--allocators", default="bootmem,bootmem2", help="comma-separated backends")
+    p.add_argument(
+        "--allocators",
+        help="comma-separated backends (default: bootmem,bootmem2; with --sweep: all four)",
+    )
     p.add_argument("--repeat", type=int, default=3, help="boots per measurement (best is kept)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="boot generated 8-node machines of each --sizes TiB, each in a child process, "
+        "and print time and peak RSS per size",
+    )
+    p.add_argument("--sizes", default="1,4,16,64", help="--sweep: sizes in TiB (1..64)")
+    p.add_argument("--profiles", default="2.6.25,6.1", help="--sweep: kernel profiles")
     return parser
 
 
@@ -207,9 +218,30 @@ def _cmd_import_memmap(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bootemu.bench import run_bench
 
-    names = [n.strip() for n in args.allocators.split(",") if n.strip()]
+    if args.sweep:
+        return _cmd_sweep(args)
+    names = [n.strip() for n in (args.allocators or "bootmem,bootmem2").split(",") if n.strip()]
     tracing.configure(None)
     sys.stdout.write(run_bench(args.machines, names, repeat=args.repeat))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bootemu import sweep
+
+    if args.machines:
+        raise BootemuError("bench --sweep: takes no MACHINE (it generates its machines)")
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise BootemuError(f"--sizes: {args.sizes!r} is not a list of whole TiB") from None
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    for p in profiles:
+        if p not in sweep.PROFILES:
+            raise BootemuError(f"--profiles: unknown profile {p!r} (known: 2.6.25, 6.1)")
+    allocs = args.allocators or ",".join(sweep.ALLOCATORS)
+    names = [n.strip() for n in allocs.split(",") if n.strip()]
+    sys.stdout.write(sweep.run_sweep(sizes, profiles, names))
     return 0
 
 

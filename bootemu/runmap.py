@@ -72,7 +72,11 @@ class RunMap:
 
     def find(self, value: int, start: int = 0, stop: int | None = None) -> int:
         """The lowest index in ``[start, stop)`` whose bit is ``value``, or -1."""
-        start, stop = self._clip(start, stop)
+        # (clipping inlined: find() is the backends' inner loop)
+        if stop is None or stop > self._size:
+            stop = self._size
+        if start < 0:
+            start = 0
         if start >= stop:
             return -1
         s, e = self._s, self._e
