@@ -36,7 +36,7 @@ _COMMON = {
         HealthCheck.filter_too_much,
     ],
 }
-FAST = settings(max_examples=30, derandomize=True, **_COMMON)
+FAST = settings(max_examples=40, derandomize=True, **_COMMON)
 SLOW = settings(max_examples=CAMPAIGN, **_COMMON)
 
 #: The presets small enough to boot in well under a second (not the 4 TiB numa-4t).
