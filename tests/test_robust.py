@@ -275,3 +275,33 @@ def test_a_newline_in_the_name_keeps_the_result_one_line():
     )
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("bootemu: two\\nlines on memblock: panic")
+
+
+# -- bench --sweep ---------------------------------------------------------------------------
+
+
+def test_sweep_machines_are_used_whole_by_both_kernels():
+    from bootemu.sweep import sweep_machine
+
+    for tib in (1, 64):
+        m = sweep_machine(tib, "2.6.25")
+        top = max(e.end for e in m.e820)
+        # the top GiB is left out: below 2.6.25's MAXMEM (2**46 - 1) and 6.1's 2**46
+        assert top == (tib << 40) - (1 << 30) and top <= 0x3FFFFFFFFFFF
+        # 16 stripes of tib/16 TiB, node n owns stripes n and n + 8
+        assert [n.node for n in m.numa] == [i % 8 for i in range(16)]
+        assert {n.end - n.start for n in m.numa} == {(tib << 40) // 16}
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--sizes", "128"], "--sizes"),
+        (["--sizes", "x"], "--sizes"),
+        (["--profiles", "2.6"], "--profiles"),
+        (["numa-4t"], "MACHINE"),
+    ],
+)
+def test_sweep_bad_arguments_are_one_line(args, key):
+    code, _, err, _ = run_cli(["bench", "--sweep", *args])
+    assert code == 2 and err.count("\n") == 1 and key in err
