@@ -159,6 +159,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     sys.stdout.write(render_table(results))
     if args.report is not None:
         _write(args.report, dumps({"machine": machine.name, "boots": [r.report for r in results]}))
+    failed = [outcome_line(r.report) for r in results if r.exit_code]
+    if failed:  # one line for all the boots that did not end clean, as boot prints one
+        print(f"bootemu: {one_line(' | '.join(failed))}", file=sys.stderr)
     return max(r.exit_code for r in results)
 
 

@@ -411,3 +411,24 @@ def boot_and_check(machine: Path, workdir: Path, extra: tuple[str, ...] = ()) ->
         ["boot", str(machine), "--log-format", "dmesg", "--report", str(report), *extra]
     )
     return check_promise(code, err, seconds, report)
+
+
+def compare_and_check(machine: Path, workdir: Path, allocators: str) -> dict | None:
+    """``bootemu compare`` of ``machine``: the same promise, one report per backend."""
+    report = workdir / "compare.json"
+    report.unlink(missing_ok=True)
+    code, _, err, seconds = run_cli(
+        ["compare", str(machine), "--allocators", allocators, "--report", str(report)]
+    )
+    assert code in (0, 1, 2), code
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines == [] if code == 0 else len(lines) == 1 and lines[0].startswith("bootemu: ")
+    assert seconds < MAX_SECONDS * 4
+    if code == 2:
+        return None
+    data = json.loads(report.read_text())
+    assert len(data["boots"]) == len(allocators.split(","))
+    bad = [b for b in data["boots"] if b["outcome"] != "ok" or b["violations"]]
+    assert (code == 1) == bool(bad)
+    return data

@@ -17,6 +17,7 @@ from fuzz_strategies import (
     ALLOCATORS,
     LOGS,
     boot_and_check,
+    compare_and_check,
     machine_files,
     run_cli,
     text_mutations,
@@ -54,8 +55,16 @@ def _machine_case(text: str, allocator: str | None) -> None:
 def _preset_case(name: str, data: st.DataObject) -> None:
     from importlib import resources
 
-    text = resources.files("bootemu").joinpath(f"presets/{name}.toml").read_text()
-    _machine_case(data.draw(text_mutations(text)), data.draw(st.sampled_from(ALLOCATORS)))
+    text = data.draw(
+        text_mutations(resources.files("bootemu").joinpath(f"presets/{name}.toml").read_text())
+    )
+    if data.draw(st.integers(0, 4)) == 0:  # now and then all backends side by side
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "m.toml"
+            path.write_text(text, encoding="utf-8")
+            compare_and_check(path, Path(tmp), ",".join(ALLOCATORS))
+        return
+    _machine_case(text, data.draw(st.sampled_from(ALLOCATORS)))
 
 
 def _dmesg_case(log: Path, data: st.DataObject) -> None:

@@ -305,3 +305,11 @@ def test_sweep_machines_are_used_whole_by_both_kernels():
 def test_sweep_bad_arguments_are_one_line(args, key):
     code, _, err, _ = run_cli(["bench", "--sweep", *args])
     assert code == 2 and err.count("\n") == 1 and key in err
+
+
+def test_compare_with_a_failing_backend_prints_one_line():
+    # As boot does: exit 1 and one stderr line saying which boots did not end clean (here the
+    # 2.6.25 SMP trampoline BUG on top-down memblock, explained in the README).
+    code, _, err, _ = run_cli(["compare", "qemu-pc-1g-i386", "--allocators", "bootmem,memblock"])
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("bootemu: qemu-pc-1g-i386 on memblock: panic: kernel BUG")
