@@ -145,6 +145,9 @@ def from_log(inp: ArtifactInput, out: KernelKeys) -> None:
         out.set("dmi_version", False, "no DMI line: no CONFIG_DMI")
     if not any(_CONSOLE.match(x.strip()) for x in log.lines):
         out.set("console_cols", 0, "no 'Console:' line: no VT console")
+    if not any(x.startswith("ACPI") for x in log.lines):
+        # ACPI_SLEEP depends on ACPI, which prints its tables ("ACPI: RSDP ...") at boot
+        out.set("acpi_sleep", False, "no 'ACPI' line: no CONFIG_ACPI, so no ACPI_SLEEP")
     image_from_log(inp, out)
 
 
