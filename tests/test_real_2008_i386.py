@@ -67,9 +67,14 @@ LINE_KINDS_2008 = (
     ("BIOS-e820", _SHARED["BIOS-e820"]),
     ("limit_regions", re.compile(r" limit_regions (?:start|endfor|endfunc): .*")),
     ("user-map", re.compile(r"user-defined physical RAM map:| user: .*")),
-    ("warnings", re.compile(r"Warning only \d+[MG]B will be used\.|Use a HIGHMEM(?:64G)? enabled "
-                            r"kernel\.|only \d+MB highmem pages available.*|highmem size .*|"
-                            r"ignoring highmem size on non-highmem kernel!")),
+    (
+        "warnings",
+        re.compile(
+            r"Warning only \d+[MG]B will be used\.|Use a HIGHMEM(?:64G)? enabled "
+            r"kernel\.|only \d+MB highmem pages available.*|highmem size .*|"
+            r"ignoring highmem size on non-highmem kernel!"
+        ),
+    ),
     ("HIGHMEM-LOWMEM", _SHARED["HIGHMEM-LOWMEM"]),
     ("MP-table", _SHARED["MP-table"]),
     ("add_active_range", re.compile(r"Entering add_active_range\(.*")),
@@ -87,8 +92,7 @@ SECTIONS_2008 = {
     "Movable zone start PFN for each node": ("Movable zone", re.compile(r"  Node \d+: \d+")),
 }
 _NODE_MAP = re.compile(r"early_node_map\[\d+\] active PFN ranges")
-KINDS = tuple(k for k, _ in LINE_KINDS_2008) + ("Zone PFN ranges", "Movable zone",
-                                                 "early_node_map")
+KINDS = tuple(k for k, _ in LINE_KINDS_2008) + ("Zone PFN ranges", "Movable zone", "early_node_map")
 #: The kinds an image of another size changes (see the module docstring).
 IMAGE_KINDS = ("Memory",)
 
@@ -144,13 +148,19 @@ def emulate(case: str, *, with_artifacts: bool = True, untraced: bool = False) -
     if untraced:
         text = "\n".join(x for x in text.splitlines() if "bootmem_trace:" not in x)
     kconfig, system_map = artifacts(case) if with_artifacts else (None, None)
-    machine, notes = import_dmesg(text, source=f"{case}.log", arch=None, profile=None,
-                                  overrides=(), kconfig=kconfig, system_map=system_map)
+    machine, notes = import_dmesg(
+        text,
+        source=f"{case}.log",
+        arch=None,
+        profile=None,
+        overrides=(),
+        kconfig=kconfig,
+        system_map=system_map,
+    )
     with structlog.testing.capture_logs() as events:
         result = boot_machine(machine, allocator="bootmem")
     lines = [x for e in events if "dmesg" in e for x in str(e["dmesg"]).split("\n")]
-    return {"machine": machine, "notes": notes, "result": result, "events": events,
-            "lines": lines}
+    return {"machine": machine, "notes": notes, "result": result, "events": events, "lines": lines}
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,12 +206,14 @@ def test_replay_every_traced_call(case: str) -> None:
     # Each allocation's caller is the function the real return address resolves to.
     system_map = artifacts(case)[1]
     requests = [e for e in events if e["event"] == "alloc.request"]
-    real_callers = [system_map.resolve(int(c.caller, 16)).split("+")[0]
-                    for c in traced if c.op == "alloc"]
+    real_callers = [
+        system_map.resolve(int(c.caller, 16)).split("+")[0] for c in traced if c.op == "alloc"
+    ]
     assert [e["caller"] for e in requests] == real_callers
     # and each its wrapper and alignment (the trace prints both)
     assert [(e["wrapper"], e["align"]) for e in requests] == [
-        (c.name, c.align) for c in traced if c.op == "alloc"]
+        (c.name, c.align) for c in traced if c.op == "alloc"
+    ]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

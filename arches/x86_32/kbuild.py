@@ -42,8 +42,10 @@ _DMI = re.compile(r"^DMI (?:(\d+\.\d+) )?present\.$")
 _CONSOLE = re.compile(r"^Console: (?:colour|mono) .* (\d+)x(\d+)$")
 _SEABIOS = re.compile(r"SeaBIOS \(version (\S+)\)")
 _INIT_BOOTMEM = re.compile(r"bootmem_trace: init_bootmem mapstart=([0-9a-f]+) ")
-_PERCPU_TRACE = re.compile(r"bootmem_trace: __alloc_bootmem nid=-1 size=([0-9a-f]+) "
-                           r"align=1000 goal=1000000 ")
+_PERCPU_TRACE = re.compile(
+    r"bootmem_trace: __alloc_bootmem nid=-1 size=([0-9a-f]+) "
+    r"align=1000 goal=1000000 "
+)
 
 
 def kernel_keys(inp: ArtifactInput) -> KernelKeys:
@@ -78,17 +80,20 @@ def highmem_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
             model = {2048: "64G", 4096: "4G"}.get(kb)
             if model:
                 out.highmem = model
-                out.notes.append(f"highmem {model} ('{line.strip()}': LAST_PKMAP pages of "
-                                 f"{'PAE' if model == '64G' else 'non-PAE'} page tables)")
+                out.notes.append(
+                    f"highmem {model} ('{line.strip()}': LAST_PKMAP pages of "
+                    f"{'PAE' if model == '64G' else 'non-PAE'} page tables)"
+                )
                 return
     if "Warning only 4GB will be used." in lines:
         out.highmem = "4G"
         out.notes.append("highmem 4G ('Warning only 4GB will be used.': HIGHMEM4G)")
         return
     if any(line.startswith("virtual kernel memory layout") for line in lines) or (
-            inp.log.lowmem_line and not inp.log.highmem_line):
+        inp.log.lowmem_line and not inp.log.highmem_line
+    ):
         out.highmem = "off"
-        why = ("no HIGHMEM line" if not inp.log.highmem_line else "no pkmap area")
+        why = "no HIGHMEM line" if not inp.log.highmem_line else "no pkmap area"
         out.notes.append(f"highmem off ({why}: no CONFIG_HIGHMEM)")
 
 
@@ -111,10 +116,17 @@ def from_log(inp: ArtifactInput, out: KernelKeys) -> None:
     """What a 2008 i386 log says about the build and the firmware."""
     log = inp.log
     smp = " SMP " in f" {log.release_line} "
-    out.set("smp", smp, f"'#1{' SMP' if smp else ''} ...' in the Linux version line: "
-            f"UTS_VERSION {'has' if smp else 'lacks'} SMP")
-    out.set("spinlock_size", 4 if smp else 0, "sizeof(spinlock_t) of a non-debug "
-            f"{'SMP' if smp else 'UP'} build")
+    out.set(
+        "smp",
+        smp,
+        f"'#1{' SMP' if smp else ''} ...' in the Linux version line: "
+        f"UTS_VERSION {'has' if smp else 'lacks'} SMP",
+    )
+    out.set(
+        "spinlock_size",
+        4 if smp else 0,
+        f"sizeof(spinlock_t) of a non-debug {'SMP' if smp else 'UP'} build",
+    )
     scanned = False
     for line in log.lines:
         if m := _HWALIGN.search(line):
@@ -134,14 +146,21 @@ def from_log(inp: ArtifactInput, out: KernelKeys) -> None:
             out.set("console_cols", int(m.group(1)), f"'{line.strip()}'")
             out.set("console_rows", int(m.group(2)), f"'{line.strip()}'")
         elif m := _SEABIOS.search(line):
-            out.set("dmi_bios_version", m.group(1), f"'SeaBIOS (version {m.group(1)})': "
-                    "SeaBIOS's SMBIOS type 0 version string")
-    out.set("find_smp_config", scanned, "'Scan SMP from' lines" if scanned else
-            "no 'Scan SMP from' line: no X86_FIND_SMP_CONFIG")
+            out.set(
+                "dmi_bios_version",
+                m.group(1),
+                f"'SeaBIOS (version {m.group(1)})': SeaBIOS's SMBIOS type 0 version string",
+            )
+    out.set(
+        "find_smp_config",
+        scanned,
+        "'Scan SMP from' lines" if scanned else "no 'Scan SMP from' line: no X86_FIND_SMP_CONFIG",
+    )
     if not scanned:
         out.set("mp_table", 0, "the kernel does not look for it")
-    if not any(_DMI.match(x.strip()) or x.strip() == "DMI not present or invalid."
-               for x in log.lines):
+    if not any(
+        _DMI.match(x.strip()) or x.strip() == "DMI not present or invalid." for x in log.lines
+    ):
         out.set("dmi_version", False, "no DMI line: no CONFIG_DMI")
     if not any(_CONSOLE.match(x.strip()) for x in log.lines):
         out.set("console_cols", 0, "no 'Console:' line: no VT console")
@@ -174,13 +193,20 @@ def image_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
             for k in range(1, 64):
                 pg0 = end - k * 4096
                 if boot_tables_end(pg0, pae) == end:
-                    out.set("image_end", pg0, f"'{line.strip()}': boot page tables built "
-                            f"from pg0 = {pg0:#x} end at pfn {end >> 12:#x}")
+                    out.set(
+                        "image_end",
+                        pg0,
+                        f"'{line.strip()}': boot page tables built "
+                        f"from pg0 = {pg0:#x} end at pfn {end >> 12:#x}",
+                    )
                     break
         elif (m := _PERCPU_TRACE.search(line)) and out.has("smp") and dict(out.keys)["smp"]:
             cpus = int(dict(out.keys).get("mp_cpus", 1))
-            out.set("percpu_size", int(m.group(1), 16) // cpus,
-                    f"'{line.strip()}': setup_per_cpu_areas() for {cpus} CPU(s)")
+            out.set(
+                "percpu_size",
+                int(m.group(1), 16) // cpus,
+                f"'{line.strip()}': setup_per_cpu_areas() for {cpus} CPU(s)",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,8 +247,11 @@ def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
     out.set("nr_cpus", nr_cpus or 1, f"CONFIG_NR_CPUS at {kc.where('NR_CPUS')}")
     shift = kc.value_int("X86_L1_CACHE_SHIFT")
     if shift is not None:
-        out.set("l1_cache_shift", shift, f"CONFIG_X86_L1_CACHE_SHIFT at "
-                f"{kc.where('X86_L1_CACHE_SHIFT')}")
+        out.set(
+            "l1_cache_shift",
+            shift,
+            f"CONFIG_X86_L1_CACHE_SHIFT at {kc.where('X86_L1_CACHE_SHIFT')}",
+        )
     if kc.enabled("HUGETLB_PAGE"):
         order = PAGEBLOCK_ORDER["pae" if kc.enabled("X86_PAE") else "nopae"]
         why = f"CONFIG_HUGETLB_PAGE at {kc.where('HUGETLB_PAGE')}: HPAGE_SHIFT - PAGE_SHIFT"
@@ -232,16 +261,24 @@ def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
     out.set("pageblock_order", order, why)
     out.set("acpi_sleep", kc.enabled("ACPI_SLEEP"), f"CONFIG_ACPI_SLEEP ({kc.where('ACPI_SLEEP')})")
     find = kc.enabled("X86_FIND_SMP_CONFIG")
-    out.set("find_smp_config", find, f"CONFIG_X86_FIND_SMP_CONFIG "
-            f"({kc.where('X86_FIND_SMP_CONFIG')})")
+    out.set(
+        "find_smp_config", find, f"CONFIG_X86_FIND_SMP_CONFIG ({kc.where('X86_FIND_SMP_CONFIG')})"
+    )
     for option, key in (("PHYSICAL_START", "image_start"), ("PAGE_OFFSET", "page_offset")):
         value = kc.value_int(option)
         if value is not None:
             out.set(key, value, f"CONFIG_{option} at {kc.where(option)}")
-    out.set("spinlock_size", spinlock_size(kc), "sizeof(spinlock_t) from CONFIG_SMP, "
-            "GENERIC_LOCKBREAK, DEBUG_SPINLOCK, DEBUG_LOCK_ALLOC, LOCK_STAT")
-    out.set("fixmap_slots", fixmap_slots(kc, nr_cpus or 1), "fixmap_32.h permanent slots from "
-            "X86_LOCAL_APIC, X86_IO_APIC, HIGHMEM x NR_CPUS, ACPI ...")
+    out.set(
+        "spinlock_size",
+        spinlock_size(kc),
+        "sizeof(spinlock_t) from CONFIG_SMP, "
+        "GENERIC_LOCKBREAK, DEBUG_SPINLOCK, DEBUG_LOCK_ALLOC, LOCK_STAT",
+    )
+    out.set(
+        "fixmap_slots",
+        fixmap_slots(kc, nr_cpus or 1),
+        "fixmap_32.h permanent slots from X86_LOCAL_APIC, X86_IO_APIC, HIGHMEM x NR_CPUS, ACPI ...",
+    )
     if not kc.enabled("DMI"):
         out.set("dmi_version", False, f"no CONFIG_DMI ({kc.where('DMI')})")
     if not kc.enabled("VT") or not (kc.enabled("VGA_CONSOLE") or kc.enabled("DUMMY_CONSOLE")):
@@ -257,11 +294,18 @@ def from_system_map(sm: SystemMap, kc: Kconfig | None, out: KernelKeys) -> None:
     out.set("image_end", img["_end"] - page_offset, f"{sm.path}: _end {img['_end']:x}")
     out.set("text_size", img["_etext"] - img["_text"], f"{sm.path}: _etext - _text")
     out.set("data_size", img["_edata"] - img["_etext"], f"{sm.path}: _edata - _etext")
-    out.set("init_size", img["__init_end"] - img["__init_begin"],
-            f"{sm.path}: __init_end - __init_begin")
+    out.set(
+        "init_size",
+        img["__init_end"] - img["__init_begin"],
+        f"{sm.path}: __init_end - __init_begin",
+    )
     start, end = sm.address("__per_cpu_start"), sm.address("__per_cpu_end")
     if start is not None and end is not None:
         modules = kc is not None and kc.enabled("MODULES")
         size = end - start + (PERCPU_MODULE_RESERVE if modules else 0)
-        out.set("percpu_size", size or 4, f"{sm.path}: __per_cpu_end - __per_cpu_start"
-                + (" + PERCPU_MODULE_RESERVE (CONFIG_MODULES)" if modules else ""))
+        out.set(
+            "percpu_size",
+            size or 4,
+            f"{sm.path}: __per_cpu_end - __per_cpu_start"
+            + (" + PERCPU_MODULE_RESERVE (CONFIG_MODULES)" if modules else ""),
+        )

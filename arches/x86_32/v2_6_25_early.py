@@ -59,8 +59,16 @@ DMI_FIELDS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (0, ("bios_vendor", "bios_version", "bios_date")),
     (1, ("sys_vendor", "product_name", "product_version", "product_serial", "product_uuid")),
     (2, ("board_vendor", "board_name", "board_version", "board_serial", "board_asset_tag")),
-    (3, ("chassis_vendor", "chassis_type", "chassis_version", "chassis_serial",
-         "chassis_asset_tag")),
+    (
+        3,
+        (
+            "chassis_vendor",
+            "chassis_type",
+            "chassis_version",
+            "chassis_serial",
+            "chassis_asset_tag",
+        ),
+    ),
 )
 #: dmi_scan.c: dmi_empty_string, eight blanks; a string starting with them is not copied.
 DMI_EMPTY = " " * 8
@@ -125,11 +133,28 @@ class Early2625:
     #: include/asm-x86/page_32.h: PAGE_OFFSET is a config key; this is __FIXADDR_TOP.
     FIXADDR_TOP = FIXADDR_TOP
 
-    def _alloc(self, allocator: AllocatorFacade, size: int, align: int, goal: int,
-               wrapper: str, caller: str, label: str, node: int | None = None) -> int | None:
-        return allocator.alloc(request=AllocRequest(
-            size=size, align=align, goal=goal, wrapper=wrapper, node=node, caller=caller,
-            label=label))
+    def _alloc(
+        self,
+        allocator: AllocatorFacade,
+        size: int,
+        align: int,
+        goal: int,
+        wrapper: str,
+        caller: str,
+        label: str,
+        node: int | None = None,
+    ) -> int | None:
+        return allocator.alloc(
+            request=AllocRequest(
+                size=size,
+                align=align,
+                goal=goal,
+                wrapper=wrapper,
+                node=node,
+                caller=caller,
+                label=label,
+            )
+        )
 
     def _reserve(self, allocator: AllocatorFacade, addr: int, size: int) -> int:
         """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None)."""
@@ -222,12 +247,17 @@ class Early2625:
         if self.cfg.ebda:
             areas.append((self.cfg.ebda, 0x400))
         for base, length in areas:
-            self.printk("smp.scan", f"Scan SMP from {self.cfg.page_offset + base:08x} for "
-                        f"{length} bytes.", base=base, length=length)
+            self.printk(
+                "smp.scan",
+                f"Scan SMP from {self.cfg.page_offset + base:08x} for {length} bytes.",
+                base=base,
+                length=length,
+            )
             if mpf and base <= mpf < base + length and (mpf - base) % 16 == 0:
                 virt = self.cfg.page_offset + mpf
-                self.printk("smp.mptable", f"found SMP MP-table at [{virt:08x}] {mpf:08x}",
-                            addr=mpf)
+                self.printk(
+                    "smp.mptable", f"found SMP MP-table at [{virt:08x}] {mpf:08x}", addr=mpf
+                )
                 self._reserve(allocator, mpf, PAGE_SIZE)
                 physptr = mpf + 16
                 end = pfn_phys(self.max_low_pfn)
@@ -259,8 +289,11 @@ class Early2625:
         if not version:
             self.printk("dmi.absent", "DMI not present or invalid.")
             return
-        self.printk("dmi.present", "DMI present." if version in ("0.0", "0") else
-                    f"DMI {version} present.", version=version)
+        self.printk(
+            "dmi.present",
+            "DMI present." if version in ("0.0", "0") else f"DMI {version} present.",
+            version=version,
+        )
         cfg = self.cfg
         for _type, keys in DMI_FIELDS:
             values = [getattr(cfg, f"dmi_{k}") for k in keys]
@@ -278,8 +311,7 @@ class Early2625:
                     if size is not None:
                         self._dmi_alloc(allocator, size, "dmi_string", f"DMI {key}")
 
-    def _dmi_alloc(self, allocator: AllocatorFacade, size: int, caller: str,
-                   label: str) -> None:
+    def _dmi_alloc(self, allocator: AllocatorFacade, size: int, caller: str, label: str) -> None:
         self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY, caller, label)
 
     DMA_GOAL: int
@@ -296,8 +328,15 @@ class Early2625:
         of strlen + 1 each (the same text: setup_arch() copied it whole)."""
         size = self.command_line_bytes()
         for name in ("saved_command_line", "static_command_line"):
-            self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY,
-                        "start_kernel", f"setup_command_line: {name}")
+            self._alloc(
+                allocator,
+                size,
+                self.cfg.smp_cache_bytes,
+                self.DMA_GOAL,
+                ANY,
+                "start_kernel",
+                f"setup_command_line: {name}",
+            )
 
     def setup_per_cpu_areas(self, allocator: AllocatorFacade) -> None:
         """init/main.c setup_per_cpu_areas() (i386 has no HAVE_SETUP_PER_CPU_AREA in
@@ -306,8 +345,15 @@ class Early2625:
         if not self.cfg.smp:
             return
         unit = -(-self.cfg.percpu_size // PAGE_SIZE) * PAGE_SIZE
-        self._alloc(allocator, unit * self.possible_cpus(), PAGE_SIZE, self.DMA_GOAL, ANY,
-                    "start_kernel", "setup_per_cpu_areas")
+        self._alloc(
+            allocator,
+            unit * self.possible_cpus(),
+            PAGE_SIZE,
+            self.DMA_GOAL,
+            ANY,
+            "start_kernel",
+            "setup_per_cpu_areas",
+        )
 
     def vc_data_size(self) -> int:
         """sizeof(struct vc_data): 328 bytes plus its paste_wait wait queue head."""
@@ -320,7 +366,21 @@ class Early2625:
         cols, rows = self.cfg.console_cols, self.cfg.console_rows
         if not cols or not rows:
             return
-        self._alloc(allocator, self.vc_data_size(), self.cfg.smp_cache_bytes, self.DMA_GOAL,
-                    ANY, "con_init", "vc_data of tty1")
-        self._alloc(allocator, rows * cols * 2, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY,
-                    "con_init", "vc_screenbuf of tty1")
+        self._alloc(
+            allocator,
+            self.vc_data_size(),
+            self.cfg.smp_cache_bytes,
+            self.DMA_GOAL,
+            ANY,
+            "con_init",
+            "vc_data of tty1",
+        )
+        self._alloc(
+            allocator,
+            rows * cols * 2,
+            self.cfg.smp_cache_bytes,
+            self.DMA_GOAL,
+            ANY,
+            "con_init",
+            "vc_screenbuf of tty1",
+        )

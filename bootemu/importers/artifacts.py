@@ -55,8 +55,11 @@ class KernelKeys:
         """Write ``key`` (replacing an earlier value) and note where it came from."""
         self.keys = [(k, v) for k, v in self.keys if k != key]
         self.keys.append((key, value))
-        shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) \
-            and value >= 4096 else repr(value)
+        shown = (
+            f"{value:#x}"
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 4096
+            else repr(value)
+        )
         self.notes.append(f"kernel.{key} = {shown} ({why})")
 
     def has(self, key: str) -> bool:
