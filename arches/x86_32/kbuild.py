@@ -101,11 +101,23 @@ def highmem_from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
     """arch/x86/Kconfig's highmem choice (the ``.config`` wins over the log)."""
     for option, model in (("HIGHMEM64G", "64G"), ("HIGHMEM4G", "4G"), ("NOHIGHMEM", "off")):
         if kc.enabled(option):
-            if out.highmem not in (None, model):
-                out.notes.append(f"the log suggested highmem {out.highmem}; the .config wins")
+            said = [n for n in out.notes if n.startswith("highmem ")]
+            out.notes = [n for n in out.notes if not n.startswith("highmem ")]
+            tail = ""
+            if out.highmem is not None:
+                verdict = "agrees" if out.highmem == model else f"said {out.highmem}"
+                tail = f"; the log {verdict}: {said[0].split(' (', 1)[1][:-1]}" if said else ""
             out.highmem = model
-            out.notes.append(f"highmem {model} (CONFIG_{option}=y at {kc.where(option)})")
+            out.notes.append(f"highmem {model} (CONFIG_{option}=y at {kc.where(option)}{tail})")
             return
+
+
+def _option(kc: Kconfig, name: str) -> str:
+    """``CONFIG_X=y at file:line`` / ``CONFIG_X not set at ...`` / ``no CONFIG_X in file``."""
+    if not kc.has(name):
+        return f"no CONFIG_{name} in {kc.path}"
+    state = "=y" if kc.enabled(name) else " not set"
+    return f"CONFIG_{name}{state} at {kc.where(name)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,8 +212,8 @@ def image_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
                         f"from pg0 = {pg0:#x} end at pfn {end >> 12:#x}",
                     )
                     break
-        elif (m := _PERCPU_TRACE.search(line)) and out.has("smp") and dict(out.keys)["smp"]:
-            cpus = int(dict(out.keys).get("mp_cpus", 1))
+        elif (m := _PERCPU_TRACE.search(line)) and out.get("smp"):
+            cpus = int(out.get("mp_cpus", 1) or 1)
             out.set(
                 "percpu_size",
                 int(m.group(1), 16) // cpus,
@@ -242,9 +254,9 @@ def fixmap_slots(kc: Kconfig, nr_cpus: int) -> int:
 def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
     """The Kconfig choices that change the 2.6.25 i386 early memory."""
     smp = kc.enabled("SMP")
-    out.set("smp", smp, f"CONFIG_SMP at {kc.where('SMP')}")
+    out.set("smp", smp, _option(kc, "SMP"))
     nr_cpus = kc.value_int("NR_CPUS", 1) if smp else 1
-    out.set("nr_cpus", nr_cpus or 1, f"CONFIG_NR_CPUS at {kc.where('NR_CPUS')}")
+    out.set("nr_cpus", nr_cpus or 1, _option(kc, "NR_CPUS") if smp else "UP: one CPU")
     shift = kc.value_int("X86_L1_CACHE_SHIFT")
     if shift is not None:
         out.set(
@@ -259,11 +271,9 @@ def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
         order = PAGEBLOCK_ORDER["no-hugetlb"]
         why = "no CONFIG_HUGETLB_PAGE: MAX_ORDER - 1"
     out.set("pageblock_order", order, why)
-    out.set("acpi_sleep", kc.enabled("ACPI_SLEEP"), f"CONFIG_ACPI_SLEEP ({kc.where('ACPI_SLEEP')})")
+    out.set("acpi_sleep", kc.enabled("ACPI_SLEEP"), _option(kc, "ACPI_SLEEP"))
     find = kc.enabled("X86_FIND_SMP_CONFIG")
-    out.set(
-        "find_smp_config", find, f"CONFIG_X86_FIND_SMP_CONFIG ({kc.where('X86_FIND_SMP_CONFIG')})"
-    )
+    out.set("find_smp_config", find, _option(kc, "X86_FIND_SMP_CONFIG"))
     for option, key in (("PHYSICAL_START", "image_start"), ("PAGE_OFFSET", "page_offset")):
         value = kc.value_int(option)
         if value is not None:
@@ -280,7 +290,7 @@ def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
         "fixmap_32.h permanent slots from X86_LOCAL_APIC, X86_IO_APIC, HIGHMEM x NR_CPUS, ACPI ...",
     )
     if not kc.enabled("DMI"):
-        out.set("dmi_version", False, f"no CONFIG_DMI ({kc.where('DMI')})")
+        out.set("dmi_version", False, f"{_option(kc, 'DMI')}: no dmi_scan_machine()")
     if not kc.enabled("VT") or not (kc.enabled("VGA_CONSOLE") or kc.enabled("DUMMY_CONSOLE")):
         out.set("console_cols", 0, "no CONFIG_VT console: no con_init()")
 
@@ -288,7 +298,7 @@ def from_kconfig(kc: Kconfig, out: KernelKeys) -> None:
 def from_system_map(sm: SystemMap, kc: Kconfig | None, out: KernelKeys) -> None:
     """The image layout (vmlinux_32.lds.S symbols) and the per-cpu section."""
     img = sm.image()
-    page_offset = dict(out.keys).get("page_offset", 0xC0000000)
+    page_offset = out.get("page_offset", 0xC0000000)
     assert isinstance(page_offset, int)
     out.set("image_start", img["_text"] - page_offset, f"{sm.path}: _text {img['_text']:x}")
     out.set("image_end", img["_end"] - page_offset, f"{sm.path}: _end {img['_end']:x}")

@@ -414,17 +414,17 @@ def import_dmesg(
     config, image_notes = kernel_config(
         chosen_arch, chosen_profile, find_kernel_image(log)
     )
-    notes.extend(image_notes)
     derived = kernel_keys(chosen_arch, ArtifactInput(
         log=log, profile=chosen_profile, source=source, kconfig=kconfig, system_map=system_map))
+    if derived is None or not any(k in derived.values for k, _ in config):
+        notes.extend(image_notes)  # else the arch's reader has said better where they come from
     if derived is not None:
         if derived.highmem is not None:
             # the arch's reader saw more (pkmap line, .config): its note replaces the guess
             notes[:] = [n for n in notes if not n.startswith("highmem ")]
             highmem = derived.highmem
-        given = dict(derived.keys)
-        config = [(k, v) for k, v in config if k not in given] + list(derived.keys)
-        notes.extend(derived.notes)
+        config = [(k, v) for k, v in config if k not in derived.values] + derived.keys
+        notes.extend(derived.all_notes())
     elif kconfig is not None or system_map is not None:
         notes.append(f"arch {chosen_arch} reads no build artifacts: --kconfig/--system-map unused")
     if chosen_arch != ARCH_32:

@@ -45,25 +45,42 @@ class ArtifactInput:
 
 @dataclass
 class KernelKeys:
-    """An arch reader's answer: ``[kernel]`` keys, the highmem model (x86_32) and notes."""
+    """An arch reader's answer: ``[kernel]`` keys, the highmem model (x86_32) and notes.
 
-    keys: list[tuple[str, int | str | bool]] = field(default_factory=list)
+    A key set twice keeps the later value (the build artifacts are read after the log) and
+    one note, which says what the earlier source had said when it differed.
+    """
+
+    values: dict[str, int | str | bool] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
     highmem: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def set(self, key: str, value: int | str | bool, why: str) -> None:
-        """Write ``key`` (replacing an earlier value) and note where it came from."""
-        self.keys = [(k, v) for k, v in self.keys if k != key]
-        self.keys.append((key, value))
-        shown = (
-            f"{value:#x}"
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 4096
-            else repr(value)
-        )
-        self.notes.append(f"kernel.{key} = {shown} ({why})")
+        """Write ``key`` and say where it came from."""
+        old = self.values.get(key)
+        if key in self.values and old != value:
+            why = f"{why}; the log alone gave {_shown(old)}"
+        self.values[key] = value
+        self.why[key] = why
 
-    def has(self, key: str) -> bool:
-        return any(k == key for k, _ in self.keys)
+    def get(self, key: str, default: int | str | bool | None = None) -> int | str | bool | None:
+        return self.values.get(key, default)
+
+    @property
+    def keys(self) -> list[tuple[str, int | str | bool]]:
+        """The keys in a stable order (sorted by name)."""
+        return sorted(self.values.items())
+
+    def all_notes(self) -> list[str]:
+        """The free notes, then one per key."""
+        return self.notes + [f"kernel.{k} = {_shown(v)} ({self.why[k]})" for k, v in self.keys]
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 4096:
+        return f"{value:#x}"
+    return repr(value)
 
 
 def kernel_keys(arch: str, inp: ArtifactInput) -> KernelKeys | None:
