@@ -101,8 +101,8 @@ with SeaBIOS 1.16.2, the machine of ``real-boots-2008/``):
 ``dmi_chassis_serial``, ``dmi_chassis_asset_tag`` (type 3)
     The SMBIOS strings drivers/firmware/dmi_scan.c dmi_decode() saves with dmi_string()
     (one alloc_bootmem() of strlen + 1 each; an empty string, string number 0, still takes
-    1 byte; a string starting with eight blanks takes none). ``false``: the structure is not
-    in the table (no allocation). Defaults, from SeaBIOS 1.16.2 and QEMU 7.2's
+    1 byte; a string starting with eight blanks takes none). ``false``: not saved (the
+    structure is not in the table; a structure whose keys are all false is skipped whole). Defaults, from SeaBIOS 1.16.2 and QEMU 7.2's
     hw/smbios/smbios.c for ``-M pc``: type 0 from SeaBIOS's smbios_build_tables() defaults
     (vendor ``SeaBIOS``, its version string as printed in its banner, ``SeaBIOS (version
     1.16.2-debian-1.16.2-1)``, date ``04/01/2014``); type 1 from QEMU (manufacturer

@@ -41,7 +41,12 @@ _MPTABLE = re.compile(r"found SMP MP-table at \[([0-9a-f]+)\] ([0-9a-f]+)")
 _DMI = re.compile(r"^DMI (?:(\d+\.\d+) )?present\.$")
 _CONSOLE = re.compile(r"^Console: (?:colour|mono) .* (\d+)x(\d+)$")
 _SEABIOS = re.compile(r"SeaBIOS \(version (\S+)\)")
-_INIT_BOOTMEM = re.compile(r"bootmem_trace: init_bootmem mapstart=([0-9a-f]+) ")
+#: The bitmap's first pfn, which is PFN_UP(init_pg_tables_end): the 2008 trace's init_bootmem
+#: line, or the bootmem2 RFC's own ``bootmem: N pages on N block(s) - map @ pfn X`` line.
+_INIT_BOOTMEM = re.compile(
+    r"bootmem_trace: init_bootmem mapstart=([0-9a-f]+) |^bootmem: \d+ pages on \d+ block\(s\) "
+    r"- map @ pfn ([0-9a-f]+)$"
+)
 _PERCPU_TRACE = re.compile(
     r"bootmem_trace: __alloc_bootmem nid=-1 size=([0-9a-f]+) "
     r"align=1000 goal=1000000 "
@@ -200,8 +205,8 @@ def image_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
             out.set("image_start", lo - page_offset, f"'{line.strip()}' (_text)")
     pae = out.highmem == "64G"
     for line in inp.log.lines:
-        if m := _INIT_BOOTMEM.search(line):
-            end = int(m.group(1), 16) << 12
+        if m := _INIT_BOOTMEM.search(line.strip()):
+            end = int(m.group(1) or m.group(2), 16) << 12
             for k in range(1, 64):
                 pg0 = end - k * 4096
                 if boot_tables_end(pg0, pae) == end:

@@ -160,6 +160,9 @@ def infer_profile(log: BootLog, option: str | None, *, source: str) -> tuple[str
             f"{source}: cannot tell the profile from {said}: pass --profile "
             f"{' or --profile '.join(e820.PROFILES)}"
         )
+    if inferred == "2.6.25" and log.release and log.release.startswith("2.6.26-rc1"):
+        return inferred, (f"profile {inferred} ({said}; the 2.6.26-rc1 profile is not "
+                          "installed, its base 2.6.25 is used)")
     return inferred, f"profile {inferred} ({said})"
 
 
