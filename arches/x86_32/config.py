@@ -89,7 +89,8 @@ with SeaBIOS 1.16.2, the machine of ``real-boots-2008/``):
     cpu_possible_map per entry (capped at NR_CPUS), and init/main.c setup_per_cpu_areas()
     allocates one area per possible CPU. SeaBIOS lists the CPUs it found running; under
     QEMU TCG it lists only the boot CPU whatever ``-smp`` says (``Processors: 1`` in every
-    SMP boot of real-boots-2008). Default 1.
+    SMP boot of real-boots-2008). Default 1. import-dmesg reads it from the log: ``CPUs=N`` of
+    the SLUB line (nr_cpu_ids), else ``Processors: N``.
 ``dmi_version``
     The SMBIOS entry point's version (``DMI 2.8 present.``): QEMU 7.2 builds SMBIOS 2.8
     tables for ``pc`` and SeaBIOS copies them to the F-segment. ``""``: no table, so

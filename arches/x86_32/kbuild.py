@@ -36,6 +36,8 @@ KM_TYPE_NR = 13
 _PKMAP = re.compile(r"pkmap\s*:\s*0x([0-9a-f]+) - 0x([0-9a-f]+)\s*\(\s*(\d+) kB\)")
 _SECTION = re.compile(r"\.(text|data|init)\s*:\s*0x([0-9a-f]+) - 0x([0-9a-f]+)")
 _HWALIGN = re.compile(r"HWalign=(\d+)")
+#: mm/slub.c kmem_cache_init(): ``CPUs=%d`` is nr_cpu_ids, the possible CPUs.
+_SLUB_CPUS = re.compile(r"^SLUB: .*CPUs=(\d+),")
 _PROCESSORS = re.compile(r"^Processors: (\d+)$")
 _MPTABLE = re.compile(r"found SMP MP-table at \[([0-9a-f]+)\] ([0-9a-f]+)")
 _DMI = re.compile(r"^DMI (?:(\d+\.\d+) )?present\.$")
@@ -149,6 +151,14 @@ def from_log(inp: ArtifactInput, out: KernelKeys) -> None:
         if m := _HWALIGN.search(line):
             shift = int(m.group(1)).bit_length() - 1
             out.set("l1_cache_shift", shift, f"'HWalign={m.group(1)}' in the SLUB line")
+            if smp and (m := _SLUB_CPUS.match(line.strip())):
+                # nr_cpu_ids: the possible CPUs setup_per_cpu_areas() allocated for, whether
+                # the MP table or ACPI's MADT listed them
+                out.set(
+                    "mp_cpus",
+                    int(m.group(1)),
+                    f"'CPUs={m.group(1)}' in the SLUB line: nr_cpu_ids, the possible CPUs",
+                )
         elif m := _PROCESSORS.match(line.strip()):
             out.set("mp_cpus", int(m.group(1)), f"'{line.strip()}' (MP table processors)")
         elif line.startswith("Scan SMP from"):
