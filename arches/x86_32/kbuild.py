@@ -325,12 +325,12 @@ def from_system_map(sm: SystemMap, kc: Kconfig | None, out: KernelKeys) -> None:
         f"{sm.path}: __init_end - __init_begin",
     )
     start, end = sm.address("__per_cpu_start"), sm.address("__per_cpu_end")
-    if start is not None and end is not None:
-        modules = kc is not None and kc.enabled("MODULES")
-        size = end - start + (PERCPU_MODULE_RESERVE if modules else 0)
+    modules = kc is not None and kc.enabled("MODULES")
+    size = (end or 0) - (start or 0) + (PERCPU_MODULE_RESERVE if modules else 0)
+    if start is not None and end is not None and size > 0:  # UP kernels have no per-cpu copy
         out.set(
             "percpu_size",
-            size or 4,
+            size,
             f"{sm.path}: __per_cpu_end - __per_cpu_start"
             + (" + PERCPU_MODULE_RESERVE (CONFIG_MODULES)" if modules else ""),
         )
