@@ -92,8 +92,9 @@ with SeaBIOS 1.16.2, the machine of ``real-boots-2008/``):
     SMP boot of real-boots-2008). Default 1. import-dmesg reads it from the log: ``CPUs=N`` of
     the SLUB line (nr_cpu_ids), else ``Processors: N``.
 ``dmi_version``
-    The SMBIOS entry point's version (``DMI 2.8 present.``): QEMU 7.2 builds SMBIOS 2.8
-    tables for ``pc`` and SeaBIOS copies them to the F-segment. ``""``: no table, so
+    The SMBIOS entry point's version (``DMI 2.8 present.``): QEMU 7.2's 2.1-style entry point
+    says "compliant with smbios spec v2.8" (bcd revision 0x28), which SeaBIOS copies to the
+    F-segment, where dmi_scan_machine() finds the ``_DMI_`` anchor. ``""``: no table, so
     dmi_scan_machine() prints ``DMI not present or invalid.`` and allocates nothing.
 ``dmi_bios_vendor``, ``dmi_bios_version``, ``dmi_bios_date`` (type 0), ``dmi_sys_vendor``,
 ``dmi_product_name``, ``dmi_product_version``, ``dmi_product_serial`` (type 1),
@@ -103,14 +104,17 @@ with SeaBIOS 1.16.2, the machine of ``real-boots-2008/``):
     The SMBIOS strings drivers/firmware/dmi_scan.c dmi_decode() saves with dmi_string()
     (one alloc_bootmem() of strlen + 1 each; an empty string, string number 0, still takes
     1 byte; a string starting with eight blanks takes none). ``false``: not saved (the
-    structure is not in the table; a structure whose keys are all false is skipped whole). Defaults, from SeaBIOS 1.16.2 and QEMU 7.2's
-    hw/smbios/smbios.c for ``-M pc``: type 0 from SeaBIOS's smbios_build_tables() defaults
-    (vendor ``SeaBIOS``, its version string as printed in its banner, ``SeaBIOS (version
-    1.16.2-debian-1.16.2-1)``, date ``04/01/2014``); type 1 from QEMU (manufacturer
-    ``QEMU``, product the machine's description ``Standard PC (i440FX + PIIX, 1996)``,
-    version the machine type ``pc-i440fx-7.2``, no serial); no type 2 (QEMU adds a baseboard
-    only for q35-style machines or ``-smbios type=2``); type 3 from QEMU (``QEMU``, version
-    ``pc-i440fx-7.2``, no serial or asset tag).
+    structure is not in the table; a structure whose keys are all false is skipped whole).
+    Defaults, read in the two firmware sources: QEMU 7.2 hw/smbios/smbios.c builds type 0 only
+    when asked ("optional, leave up to BIOS"), so SeaBIOS 1.16.2 src/fw/biostables.c
+    smbios_build_tables() puts its own first: BIOS_NAME ``SeaBIOS``, its build VERSION (the
+    string its banner prints, ``SeaBIOS (version 1.16.2-debian-1.16.2-1)``) and BIOS_DATE
+    ``04/01/2014``. QEMU's required type 1 takes smbios_set_defaults()'s ``QEMU``, the
+    machine's description ``Standard PC (i440FX + PIIX, 1996)`` and its name
+    ``pc-i440fx-7.2``, no serial (string 0); type 2 is optional and not built; the required
+    type 3 has ``QEMU``, chassis type 0x01 "Other", ``pc-i440fx-7.2``, no serial and no
+    asset tag. (The shared logs print ``SeaBIOS (version ...)``; import-dmesg takes the
+    version from there.)
 ``dmi_product_uuid``
     ``false`` (QEMU without ``-uuid`` writes an all-zero UUID, which dmi_save_uuid() skips)
     or ``true`` (a 37-byte string is allocated).
