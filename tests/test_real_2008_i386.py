@@ -243,3 +243,15 @@ def test_traced_log_alone_gives_the_image_too(case: str) -> None:
     real = real_lines(case)
     got = classify(emulate(case, with_artifacts=False)["lines"])
     assert got == real
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_printed_line_is_the_kernels_in_its_order(case: str) -> None:
+    # Not only the memory lines: each line bootemu prints (the DMI and MP-scan lines, the
+    # command line ...) is one the real kernel printed, in the same order; nothing from
+    # another arch or era.
+    real = [strip_dmesg_prefix(x).rstrip() for x in real_text(case).splitlines()]
+    at = 0
+    for line in emulate(case)["lines"]:
+        assert line.rstrip() in real[at:], line
+        at = real.index(line.rstrip(), at) + 1
