@@ -231,7 +231,7 @@ def test_up_kernel_has_no_trampoline():
     assert (4096, 4096) not in [c[1:3] for c in up.backend.calls if c[0] == "reserve"]
     (tramp,) = smp.allocs("AP trampoline")
     assert tramp["wrapper"] == "__alloc_bootmem_low" and tramp["addr"] < 0x9F000
-    assert up.allocs("AP trampoline") == [] and up.allocs("per-cpu area of cpu 0") == []
+    assert up.allocs("AP trampoline") == [] and up.allocs("setup_per_cpu_areas") == []
 
 
 @pytest.mark.parametrize("mp_cpus, nr_cpus, cpus", [(4, 8, 4), (4, 2, 2), (1, 8, 1)])
