@@ -1,17 +1,27 @@
 """x86_32 as Linux 2.6.25 boots it (the seed's era, and the default profile).
 
-Sources (torvalds/linux history, read with the look-up tools; cited by file and routine):
-arch/x86/kernel/setup_32.c (@1dbbb6077426: parse_mem(), parse_highmem(), parse_vmalloc(),
+Held to sixteen real boots of four v2.6.25 i386 builds (``real-boots-2008/``: PAE, PAE SMP,
+HIGHMEM4G, NOHIGHMEM, each boot with a trace of every bootmem call): every memory line up to
+``Memory:`` and every traced call match (tests/test_real_2008_i386.py).
+
+Sources, the v2.6.25 tag (a local mirror of the tree; cited by file and routine):
+arch/x86/kernel/setup_32.c (parse_mem(), parse_highmem(), parse_vmalloc(),
 find_max_low_pfn(), reserve_ebda_region(), setup_memory(), zone_sizes_init(),
 reserve_initrd(), reserve_crashkernel(), setup_bootmem_allocator(), setup_arch()),
-arch/x86/kernel/e820_32.c (@f838bad1b3be: limit_regions(), parse_memmap(),
-propagate_e820_map(), register_bootmem_low_pages(), e820_register_memory()),
-arch/x86/mm/init_32.c (2.6.24 @d18aa499: page_is_ram(), pagetable_init(),
-set_highmem_pages_init(), mem_init()), mm/page_alloc.c (2.6.24 @d18aa499: free_area_init_*,
-zone_pcp_init(), setup_usemap(), zone_wait_table_init(), alloc_large_system_hash()),
-kernel/pid.c pidhash_init(), arch/x86/kernel/setup.c setup_per_cpu_areas() (2.6.25),
-arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(), and
-the reference notes x86_32-early-memory.md / boot-allocators.md.
+arch/x86/kernel/e820_32.c (limit_regions(), parse_memmap(), propagate_e820_map(),
+register_bootmem_low_pages(), e820_register_memory()), arch/x86/mm/init_32.c
+(pagetable_init(), set_highmem_pages_init(), mem_init()), arch/x86/mm/ioremap.c
+page_is_ram(), mm/page_alloc.c (free_area_init_*, zone_pcp_init(), setup_usemap(),
+zone_wait_table_init(), alloc_large_system_hash()), kernel/pid.c pidhash_init(),
+init/main.c (setup_command_line(), setup_per_cpu_areas()), arch/x86/kernel/acpi/sleep.c
+acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(); the early allocations' sizes are in
+:mod:`arches.x86_32.v2_6_25_early` with theirs. Also the reference notes
+x86_32-early-memory.md / boot-allocators.md.
+
+Subclassing for a later tree: override what changed, e.g. ``reserve_ebda_region =
+Bootmem2625.reserve_bios_lowmem_to_1m`` (v2.6.26-rc1 reserves from the BIOS's base-memory
+top to 1 MiB); the boot page tables, MP scan, DMI, console and per-cpu sizes are small methods
+of :class:`~arches.x86_32.v2_6_25_early.Early2625`.
 """
 
 from __future__ import annotations
