@@ -4,8 +4,10 @@
   without ``[    0.000000]`` timestamps) and returns the :class:`~bootemu.models.Machine` that
   reproduces that boot: the ``BIOS-e820`` table, the memory parameters of the command line, the
   arch, profile and highmem model the log shows, the SRAT memory affinity and, where the log
-  has it, the kernel image's position. It also returns notes that say what was inferred from
-  which line and what came from options.
+  has it, the kernel image's position. Given the kernel's ``.config`` and ``System.map``
+  (:mod:`bootemu.importers.kbuild`), the arch's reader (:mod:`bootemu.importers.artifacts`)
+  turns them, with the log, into the arch's ``[kernel]`` keys. It also returns notes that say
+  what was inferred from which line or file and what came from options.
 - :func:`import_memmap` reads ``/sys/firmware/memmap`` (or a directory of the same layout).
 
 Both round-trip the result through :mod:`bootemu.machine` (dump, then load with the ``--set``
