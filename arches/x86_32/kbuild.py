@@ -194,7 +194,11 @@ def from_log(inp: ArtifactInput, out: KernelKeys) -> None:
     if not any(x.startswith("ACPI") for x in log.lines):
         # ACPI_SLEEP depends on ACPI, which prints its tables ("ACPI: RSDP ...") at boot
         out.set("acpi_sleep", False, "no 'ACPI' line: no CONFIG_ACPI, so no ACPI_SLEEP")
+    if smp and out.get("mp_cpus") is not None:
+        cpus = out.get("mp_cpus")
+        out.set("nr_cpus", cpus, f"NR_CPUS is not in the log; it is at least the {cpus} possible")
     image_from_log(inp, out)
+    pageblock_from_trace(inp, out)
 
 
 def image_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
@@ -234,6 +238,48 @@ def image_from_log(inp: ArtifactInput, out: KernelKeys) -> None:
                 int(m.group(1), 16) // cpus,
                 f"'{line.strip()}': setup_per_cpu_areas() for {cpus} CPU(s)",
             )
+
+
+_ZONE_RANGE = re.compile(r"^\s+(\w+)\s+(\d+) ->\s+(\d+)$")
+_NODE_RANGE = re.compile(r"^\s+\d+:\s+(\d+) ->\s+(\d+)$")
+_ZONE_LINE = re.compile(r"^\s+(\w+) zone: ")
+_NODE_ALLOC = re.compile(r"bootmem_trace: __alloc_bootmem_node nid=\d+ size=([0-9a-f]+) ")
+
+
+def pageblock_from_trace(inp: ArtifactInput, out: KernelKeys) -> None:
+    """pageblock_order from a traced log: the first node allocation after a zone's lines is its
+    usemap (free_area_init_core() -> setup_usemap(), mm/page_alloc.c), usemap_size() of the
+    zone's span (``Zone PFN ranges`` clipped to ``early_node_map``) for some order; the orders
+    every zone agrees with are kept, and the largest of them (MAX_ORDER - 1 when it fits:
+    no HUGETLB_PAGE) is written."""
+    from arches.x86_32.mm import usemap_size_2625
+
+    ranges: dict[str, tuple[int, int]] = {}
+    node: tuple[int, int] | None = None
+    zone: str | None = None
+    orders = set(range(1, 11))
+    seen = False
+    for line in inp.log.lines:
+        if m := _ZONE_RANGE.match(line):
+            ranges[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+        elif (m := _NODE_RANGE.match(line)) and node is None:
+            node = (int(m.group(1)), int(m.group(2)))
+        elif (m := _ZONE_LINE.match(line)) and m.group(1) in ranges:
+            zone = m.group(1)
+        elif (m := _NODE_ALLOC.search(line)) and zone is not None and node is not None:
+            lo, hi = ranges[zone]
+            spanned = max(0, min(hi, node[1]) - max(lo, node[0]))
+            size = int(m.group(1), 16)
+            orders &= {o for o in range(1, 11) if usemap_size_2625(spanned, o) == size}
+            zone, seen = None, True
+    if seen and orders:
+        order = max(orders)
+        out.set(
+            "pageblock_order",
+            order,
+            "the usemap sizes of the traced zones: "
+            f"usemap_size() fits pageblock order {sorted(orders)}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
