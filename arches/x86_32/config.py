@@ -87,10 +87,12 @@ with SeaBIOS 1.16.2, the machine of ``real-boots-2008/``):
 ``mp_cpus``
     The processor entries of that MP table: MP_processor_info() sets one bit of
     cpu_possible_map per entry (capped at NR_CPUS), and init/main.c setup_per_cpu_areas()
-    allocates one area per possible CPU. SeaBIOS lists the CPUs it found running; under
-    QEMU TCG it lists only the boot CPU whatever ``-smp`` says (``Processors: 1`` in every
-    SMP boot of real-boots-2008). Default 1. import-dmesg reads it from the log: ``CPUs=N`` of
-    the SLUB line (nr_cpu_ids), else ``Processors: N``.
+    allocates one area per possible CPU. SeaBIOS 1.16.2 src/fw/mptable.c writes an entry per
+    possible APIC id but flags it enabled only if apic_id_is_present() (it saw the CPU start),
+    and MP_processor_info() skips disabled entries; in the QEMU TCG boots of real-boots-2008
+    only the boot CPU was seen, whatever ``-smp`` said (``Processors: 1``). With ACPI the
+    MADT, which QEMU writes itself, lists every CPU instead. Default 1. import-dmesg reads it
+    from the log: ``CPUs=N`` of the SLUB line (nr_cpu_ids), else ``Processors: N``.
 ``dmi_version``
     The SMBIOS entry point's version (``DMI 2.8 present.``): QEMU 7.2's 2.1-style entry point
     says "compliant with smbios spec v2.8" (bcd revision 0x28), which SeaBIOS copies to the
