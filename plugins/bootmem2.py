@@ -102,6 +102,7 @@ class Bootmem2(Bootmem2Common):
     def __init__(self) -> None:
         super().__init__()
         self._map: bitarray | None = None
+        self._base = 0  # the pfn of bit 0 of the map
         self._min_pfn = 0
         self._max_pfn = 0
         self._mapstart = 0
@@ -135,8 +136,7 @@ class Bootmem2(Bootmem2Common):
         """``bootmem_setup(mapstart)``: everything reserved, allocator functional."""
         mapstart = placement(placements, "global")
         self._min_pfn, self._max_pfn = self._span()
-        self._map = bitarray(self._max_pfn - self._min_pfn)
-        self._map.setall(1)
+        self._map, self._base = self._make_map()
         self._mapstart = mapstart
         self._slots = self._slot_order()
         self._live = len(self._slots)
@@ -149,6 +149,13 @@ class Bootmem2(Bootmem2Common):
             max_pfn=self._max_pfn, blocks=len(self._slots),
         )
         return True
+
+    def _make_map(self) -> tuple[bitarray, int]:
+        """The map filled with ones and the pfn of its bit 0: bit ``pfn - min_pfn`` (defect 1
+        fixed; :mod:`plugins.bootmem2_rfc1` indexes by absolute pfn, as posted)."""
+        bits = bitarray(self._max_pfn - self._min_pfn)
+        bits.setall(1)
+        return bits, self._min_pfn
 
     def _check(self, start: int, end: int) -> bitarray:
         """``check_bootmem_parms()``: functional, and the pfn range inside [min, max)."""
@@ -165,7 +172,7 @@ class Bootmem2(Bootmem2Common):
         bits = self._check(start, end)
         if end <= start:
             return 0
-        lo = self._min_pfn
+        lo = self._base
         if exclusive and bits.find(1, start - lo, end - lo) >= 0:
             return EBUSY
         bits[start - lo : end - lo] = 1
@@ -177,7 +184,7 @@ class Bootmem2(Bootmem2Common):
         start, end = pfn_up(addr), pfn_down(addr + size)
         bits = self._check(start, end)
         if end > start:
-            lo = self._min_pfn
+            lo = self._base
             i = bits.find(0, start - lo, end - lo)
             if i >= 0:
                 text = f"bootmem: double free of pfn {i + lo:x}"
@@ -203,7 +210,7 @@ class Bootmem2(Bootmem2Common):
             return None
         bits = self._check(lo, lo)
         step = max(request.align >> PAGE_SHIFT, 1)
-        found = search(bits, self._min_pfn, lo, hi, pfn_up(request.size), step,
+        found = search(bits, self._base, lo, hi, pfn_up(request.size), step,
                         pfn_down(goal), retry=True)
         if found is None:
             return None
@@ -254,7 +261,7 @@ class Bootmem2(Bootmem2Common):
                 continue
             if self._live == 0:
                 raise KernelBug(f"{V1}: bootmem_release_block()", "BUG_ON(!bootmem_nr_blocks)")
-            count = release_runs(self._map, self._min_pfn, block, bpl, sink, block.node)
+            count = release_runs(self._map, self._base, block, bpl, sink, block.node)
             self._live -= 1
             if self._live == 0:
                 count += release_pages(sink, self._blocks, self._mapstart,
