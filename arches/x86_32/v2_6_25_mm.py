@@ -163,13 +163,16 @@ class Bootmem2625:
         if cfg.smp:
             self._reserve(allocator, PAGE_SIZE, PAGE_SIZE)  # trampoline / stack page
         if cfg.acpi_sleep:
-            # arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
-            # alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL.
-            self._alloc(allocator, 2 * PAGE_SIZE, cfg.smp_cache_bytes, 0, LOW,
-                        "acpi_reserve_bootmem", "ACPI S3 wakeup code")
+            self.acpi_reserve_bootmem(allocator)
         self.find_smp_config(allocator)
         self.reserve_initrd(allocator)
         self.reserve_crashkernel(allocator)
+
+    def acpi_reserve_bootmem(self, allocator: AllocatorFacade) -> None:
+        """arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
+        alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL."""
+        self._alloc(allocator, 2 * PAGE_SIZE, self.cfg.smp_cache_bytes, 0, LOW,
+                    "acpi_reserve_bootmem", "ACPI S3 wakeup code")
 
     def reserve_ebda_region(self, allocator: AllocatorFacade) -> None:
         """setup_32.c reserve_ebda_region(), 2.6.25: reserve [lowmem, 1 MiB).
