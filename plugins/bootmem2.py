@@ -56,7 +56,10 @@ V3 = "mm/bootmem2.c (bootmem2 III, 2008-05-09)"
 
 
 class Bootmem2(Bootmem2Common):
-    """bootmem2 RFC v1 (2008-05-05): one global bitmap over ``[min_pfn, max_pfn)`` + blocks.
+    """bootmem2 RFC v1 (2008-05-05), intended design: one global bitmap + blocks.
+
+    One bitmap over ``[min_pfn, max_pfn)``; the posted code, defects and all, is
+    :class:`plugins.bootmem2_rfc1.Bootmem2Rfc1` (``bootmem2-rfc1``).
 
     Follows ``mm/bootmem2.c`` of "[rfc][patch 2/3] mm: bootmem2" and the ``bootmem2.h``
     compatibility layer: ``bootmem_register_block()``, ``bootmem_map_pages()``,

@@ -46,7 +46,8 @@ class Bootmem2Rfc1(Bootmem2):
     """bootmem2 RFC v1 (2008-05-05) as posted: one global bitmap, blocks, defects included.
 
     The defects of the posted ``mm/bootmem2.c``, all reproduced (``alloc.defect`` events name
-    them; the numbers 1-5 are the list of :class:`plugins.bootmem2.Bootmem2`):
+    them; 1-5 are the items of :class:`plugins.bootmem2.Bootmem2`'s list). Whenever none of
+    them fires, the answers are the intended design's (tested against ``bootmem2``):
 
     1. ``absolute-index``: the map holds ``max - min`` bits (word aligned) but every routine
        indexes it by absolute pfn. Harmless while ``min_pfn == 0`` (x86_32 registers
@@ -73,7 +74,11 @@ class Bootmem2Rfc1(Bootmem2):
     7. ``unaligned-release``: ``bootmem_release_block()`` reads the word holding the block's
        first pfn but takes its bit 0 as that pfn: a block not starting on a BITS_PER_LONG
        boundary releases by the bits of the pfns ``start % BITS_PER_LONG`` below.
-    8. ``empty-slot-release``: ``bootmem_release_node()`` releases all NR_MEMBLKS_PER_NODE
+    8. ``merge-outside-block``: node-less requests use block 0's merge slot, and the merge test
+       does not check that the page merged into lies in the range searched: a block request
+       starting at its block's first pfn can begin in the last page of a node-less region
+       below the block (another node's page).
+    9. ``empty-slot-release``: ``bootmem_release_node()`` releases all NR_MEMBLKS_PER_NODE
        slots of the node, unregistered ones too: each counts down ``bootmem_nr_blocks`` (the
        bitmap is freed early, BUG_ON(!bootmem_nr_blocks) later) and prints a line.
 
@@ -160,7 +165,7 @@ class Bootmem2Rfc1(Bootmem2):
         while True:
             found = self._first_fit(sidx, max_idx, pfn_up(size), step)
             if found is not None:
-                return self._alloc_at(bid, request, found)
+                return self._alloc_at(bid, request, found, min_idx)
             if not goal_pfn:
                 return None
             sidx, goal_pfn = align_up(min_idx, step), 0  # one retry from the block start
@@ -188,7 +193,7 @@ class Bootmem2Rfc1(Bootmem2):
             sidx = moved
         return sidx
 
-    def _alloc_at(self, bid: int, request: AllocRequest, start_pfn: int) -> int:
+    def _alloc_at(self, bid: int, request: AllocRequest, start_pfn: int, min_idx: int) -> int:
         """``__bootmem_alloc_block(bid, align, start_pfn, size)`` as posted: merge, reserve
         exclusively (a conflict is a BUG), zero the region."""
         slot = 0 if bid == -1 else bid  # "XXX: Find a more appropriate slot"
@@ -215,6 +220,10 @@ class Bootmem2Rfc1(Bootmem2):
                 size=request.size,
                 zeroed=min(request.size, (start_pfn << PAGE_SHIFT) - new_start),
             )
+        elif merge and pfn_down(new_start) < min_idx:
+            # RFC v1 defect: the slot's last end may lie below the range searched (node-less
+            # requests share block 0's slot), so the region starts outside its block.
+            self._defect("merge-outside-block", bid=bid, last_end=last_end, addr=new_start)
         self._count_merge(merge)
         new_end = new_start + request.size
         self._last[slot] = new_end
