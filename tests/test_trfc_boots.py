@@ -226,3 +226,13 @@ def test_import_dmesg_picks_the_rfc_profile_and_backend():
     )
     assert (machine.kernel.profile, machine.allocator) == ("2.6.26-rc1", "bootmem2-rfc1")
     assert any("bootmem2 RFC" in n for n in notes)
+
+
+def test_the_rfc_preset_shows_the_page_zero_overlap_on_its_own_backend():
+    # The preset (bootemu/presets/qemu-pc-1g-rfc.toml) is trfc_1G's machine; its default
+    # backend is the posted code: the one overlap of the real kernel, page 0.
+    from bootemu.machine import load_machine
+
+    result = boot_machine(load_machine("qemu-pc-1g-rfc"))
+    assert result.report["allocator"] == "bootmem2-rfc1"
+    assert [(v.kind, v.start_pfn, v.end_pfn) for v in result.violations] == [("overlap", 0, 1)]
