@@ -345,7 +345,7 @@ def _run(facade, op):
         return ("BUG", bug.where.split(": ")[-1])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(two=st.booleans(), ops=OPS)
 def test_posted_code_matches_the_intended_design_until_a_listed_defect_fires(two, ops):
     # One block [0, 80) or two blocks of node 0, [0, 32) and [40, 80), all free; the map out
