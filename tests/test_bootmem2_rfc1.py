@@ -232,6 +232,36 @@ def test_defect3_interior_conflict_takes_the_moved_window_unchecked():
         alloc(facade, 4 * P, P, goal=3 * P)
 
 
+def test_defect3_bugs_on_interleaved_vmemmap_pmds_and_usemaps():
+    # What sparse_init() asks on x86_64 with SPARSEMEM_VMEMMAP (the seed-numa-8g preset on
+    # this backend): three page-table pages, then per section a 2 MiB PMD (align 2 MiB) and a
+    # usemap (0x18 bytes, align 0x80), all with goal 16 MiB on node 0.
+    _backend, facade, _recorder = small(blocks=((0, 0, 0x2000),))
+    goal = 16 << 20
+    assert [alloc(facade, P, P, goal=goal, node=0) for _ in range(3)] == [
+        0x1000000,
+        0x1001000,
+        0x1002000,
+    ]
+    # find_next_zero_bit from 0x1000 -> 0x1003, ALIGN(0x1003, 512) = 0x1200, [0x1200, 0x1400)
+    # is free.
+    assert alloc(facade, 2 << 20, 2 << 20, goal=goal, node=0) == 0x1200000
+    assert alloc(facade, 0x18, 0x80, goal=goal, node=0) == 0x1003000
+    # 0x1004 -> 0x1200 again; the window is the first PMD: its last page 0x13ff moves sidx to
+    # ALIGN(0x13ff, 512) = 0x1400, taken unchecked: free, so the answer is still right.
+    assert alloc(facade, 2 << 20, 2 << 20, goal=goal, node=0) == 0x1400000
+    assert alloc(facade, 0x18, 0x80, goal=goal, node=0) == 0x1004000
+    # 0x1005 -> 0x1200 -> moved to 0x1400, which the second PMD holds: the exclusive
+    # reservation of [0x1400, 0x1600) fails, "clearly a BUG".
+    with pytest.raises(KernelBug, match=r"reservation of pfns 0x1400-0x1600 failed"):
+        alloc(facade, 2 << 20, 2 << 20, goal=goal, node=0)
+    # The intended design restarts past the conflict: 0x1600000.
+    _b, intended, _r = small(blocks=((0, 0, 0x2000),), cls=Bootmem2)
+    for size, align in [(P, P)] * 3 + [(2 << 20, 2 << 20), (0x18, 0x80)] * 2:
+        alloc(intended, size, align, goal=goal, node=0)
+    assert alloc(intended, 2 << 20, 2 << 20, goal=goal, node=0) == 0x1600000
+
+
 def test_defect2_low_limit_never_clamps():
     # One block of 0x100010 pfns (4 GiB + 16 pages), only [4 GiB, 4 GiB + 64 KiB) free.
     _backend, facade, _recorder = small(blocks=((0, 0, 0x100010),), free=False)
