@@ -50,6 +50,24 @@ class Linux2626rc1(Linux2625):
     #: The e820 and command-line dialect handed to bootemu.e820 / bootemu.cmdline:
     #: arch/x86/kernel/e820_32.c and the early-parameter parser are still 2.6.25's.
     PROFILE = "2.6.25"
+    #: Defaults: the one build of this kernel there is, ``rfc-trace-pae`` of real-boots-2008
+    #: (allnoconfig + HIGHMEM64G + CONFIG_HAVE_BOOTMEM2): its .config (no SMP, no ACPI_SLEEP,
+    #: no X86_FIND_SMP_CONFIG, X86_L1_CACHE_SHIFT 5, no HUGETLB_PAGE: pageblock_order =
+    #: MAX_ORDER - 1 = 10) and System.map (_text c0100000, _etext c01cd38d, _edata c0216428,
+    #: __init_begin c021a000, __init_end c022f000, _end c025fbb4). A build of its own comes
+    #: with its .config and System.map; these only fill what a machine file leaves out.
+    DEFAULTS = {
+        **Linux2625.DEFAULTS,
+        "smp": False,
+        "acpi_sleep": False,
+        "mp_table": 0,
+        "l1_cache_shift": 5,
+        "pageblock_order": 10,
+        "image_end": 0x25FBB4,
+        "text_size": 0xC01CD38D - 0xC0100000,  # 820k
+        "data_size": 0xC0216428 - 0xC01CD38D,  # 292k
+        "init_size": 0xC022F000 - 0xC021A000,  # 84k
+    }
     #: arch/x86/kernel/acpi/realmode/wakeup.h: WAKEUP_SIZE.
     WAKEUP_SIZE = 0x4000
     #: head_32.S: LOW_PAGES = 1 << (32 - PAGE_SHIFT), BOOTBITMAP_SIZE = LOW_PAGES / 8,
