@@ -34,10 +34,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls
 
 #: Highmem models an x86_32 kernel can be built with (CONFIG_NOHIGHMEM / HIGHMEM4G / HIGHMEM64G).
 HIGHMEM_MODELS = ("off", "4G", "64G")
-#: The kernel profiles a machine file may name: the e820 dialects, plus "2.6.26-rc1" (the
-#: bootmem2 RFC kernel, x86_32 only, which keeps the 2.6.25 e820 code). Each arch says which
-#: of them it has.
-KERNEL_PROFILES = ("2.6.25", "2.6.26-rc1", "6.1")
 DEFAULT_ALLOCATOR = "bootmem2"
 WORKLOAD_OPS = ("alloc", "reserve", "free")
 
@@ -254,10 +250,10 @@ def _e820_type(value: Any, key: str, chk: _Checker) -> int:
 def _kernel(doc: dict[str, Any], chk: _Checker) -> KernelSpec:
     tbl = chk.table(doc.get("kernel", {}), "kernel")
     profile = chk.string(tbl, "profile", "kernel", "2.6.25")
-    if profile not in KERNEL_PROFILES:
+    if profile not in e820.PROFILES:
         raise chk.fail(
             "kernel.profile",
-            f"unknown profile {profile!r} (must be {' or '.join(map(repr, KERNEL_PROFILES))})",
+            f"unknown profile {profile!r} (must be {' or '.join(map(repr, e820.PROFILES))})",
         )
     cmdline = chk.string(tbl, "cmdline", "kernel", "")
     highmem: str | None = None

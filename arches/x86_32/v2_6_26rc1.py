@@ -45,11 +45,8 @@ class Linux2626rc1(Linux2625):
     """v2.6.26-rc1 + the bootmem2 RFC v1 (``CONFIG_HAVE_BOOTMEM2=y``): the 2.6.25 data sheet
     with the changes listed in the module docstring."""
 
-    #: The profile name machine files use (``kernel.profile``).
-    NAME = "2.6.26-rc1"
-    #: The e820 and command-line dialect handed to bootemu.e820 / bootemu.cmdline:
-    #: arch/x86/kernel/e820_32.c and the early-parameter parser are still 2.6.25's.
-    PROFILE = "2.6.25"
+    #: bootemu.e820 and bootemu.cmdline treat it as 2.6.25 (e820_32.c, kernel/params.c).
+    PROFILE = "2.6.26-rc1"
     #: Defaults: the one build of this kernel there is, ``rfc-trace-pae`` of real-boots-2008
     #: (allnoconfig + HIGHMEM64G + CONFIG_HAVE_BOOTMEM2): its .config (no SMP, no ACPI_SLEEP,
     #: no X86_FIND_SMP_CONFIG, X86_L1_CACHE_SHIFT 5, no HUGETLB_PAGE: pageblock_order =
