@@ -278,7 +278,8 @@ class PageAllocModel:
         """``[[start_pfn, end_pfn, node], ...]``: the runs each node filed on its free lists,
         merged per node, sorted by start then node (the report's ``handoff.free_ranges``).
 
-        A pfn handed twice appears under both nodes; one run per stretch, not per page.
+        A pfn handed twice appears once, under the node that filed it first (the second
+        handoff is a ``double-handoff`` violation), so the runs add up to :attr:`received`.
         """
         out: list[list[int]] = []
         for node in sorted(self._owner):

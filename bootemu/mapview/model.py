@@ -85,7 +85,8 @@ OWNER_COLOURS = {name: colour for name, colour, _ in OWNERS}
 
 def owner_of(record: dict[str, Any]) -> str:
     """The owner of an allocation or reservation record, from its label, caller and wrapper."""
-    return _owner(*(str(record.get(k) or "") for k in ("label", "caller", "wrapper")))
+    get = record.get
+    return _owner(str(get("label") or ""), str(get("caller") or ""), str(get("wrapper") or ""))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -165,20 +166,22 @@ def _record_title(rec: dict[str, Any], owner: str, index: int, freed: bool) -> s
 
 
 def _freed(records: Sequence[dict[str, Any]]) -> set[int]:
-    """Indexes of records a later ``free`` record overlaps (frees are few: a loop over them)."""
+    """Indexes of the records that a later ``free`` record overlaps (drawn as freed)."""
     frees = [
         (i, r["addr"], r["addr"] + r["size"])
         for i, r in enumerate(records)
-        if r["op"] == "free" and r["addr"] is not None
+        if r["op"] == "free" and r["addr"] is not None and r["size"] > 0
     ]
+    # Only frees made *after* a record matter to it: those are a suffix of ``frees``. One
+    # union per suffix (frees are few), then one bisect per record.
+    order = [j for j, _, _ in frees]
+    unions = [_union((fs, fe) for _, fs, fe in frees[k:]) for k in range(len(frees))]
     out: set[int] = set()
-    if not frees:
-        return out
     for i, r in enumerate(records):
         if r["op"] == "free" or r["addr"] is None or r["size"] <= 0:
             continue
-        s, e = r["addr"], r["addr"] + r["size"]
-        if any(j > i and fs < e and s < fe for j, fs, fe in frees):
+        k = bisect.bisect_right(order, i)
+        if k < len(frees) and _covered(unions[k], r["addr"], r["addr"] + r["size"]):
             out.add(i)
     return out
 
@@ -192,6 +195,11 @@ def drawn_records(report: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     ]
 
 
+def region_key(r: Region) -> tuple[Any, ...]:
+    """The dataclass order as a tuple: sorting by key is several times faster."""
+    return (r.start, r.end, r.kind, r.owner, r.title, r.attrs)
+
+
 def _coalesce(regions: list[Region]) -> list[Region]:
     """Dense mode: neighbours of one owner, no further apart than the larger of the two (or a
     page), become one region covering both (``data-count`` says how many records it stands
@@ -199,7 +207,7 @@ def _coalesce(regions: list[Region]) -> list[Region]:
     out: list[Region] = []
     counts: list[int] = []
     last_size: list[int] = []
-    for r in sorted(regions):
+    for r in sorted(regions, key=region_key):
         size = r.end - r.start
         if (
             out
@@ -257,8 +265,8 @@ def band_of(report: dict[str, Any]) -> Band:
             tuple(attrs),
         )
         (band.reserve if rec["op"] == "reserve" else band.alloc).append(region)
-    band.reserve.sort()
-    band.alloc.sort()
+    band.reserve.sort(key=region_key)
+    band.alloc.sort(key=region_key)
     if len(band.alloc) > DENSE_RECORDS:
         band.dense = True
         band.alloc = _coalesce(band.alloc)

@@ -307,15 +307,8 @@ def render_svg(
         _band_header(body, band, x)
         lx = x
         for kind, _, w in BAND_LANES:
-            reach = -1  # the end of what was drawn so far in this lane
             for r in getattr(band, kind):
-                if kind == "free" and r.start < reach:
-                    # Handed off a second time (by another node): the right half of the lane,
-                    # so both nodes' runs show beside each other.
-                    _region(body, r, band.name, axis, lx + w / 2, w / 2)
-                else:
-                    _region(body, r, band.name, axis, lx, w)
-                reach = max(reach, r.end)
+                _region(body, r, band.name, axis, lx, w)
             lx += w + LANE_GAP
         for r in band.violation:
             _region(body, r, band.name, axis, x - 2, BAND_W + 4)
