@@ -372,3 +372,19 @@ def test_readme_picture_is_fresh(tmp_path: Path) -> None:
     """docs/map-seed-numa-8g.svg is `bootemu map seed-numa-8g --allocators bootmem,bootmem2`."""
     _, text = _map(tmp_path, "seed-numa-8g", "--allocators", "bootmem,bootmem2")
     assert (ROOT / "docs" / "map-seed-numa-8g.svg").read_text() == text
+
+
+def test_set_edits_the_machine_before_the_boot(tmp_path: Path) -> None:
+    rc, text = _map(
+        tmp_path, "qemu-pc-1g-i386", "--allocators", "bootmem", "--set", "kernel.cmdline=mem=512M"
+    )
+    assert rc == 0
+    # 2.6.25 e820_32.c limit_regions(): the RAM entry that reaches 512M is cut there and the
+    # table ends with it.
+    e820 = [(d["start"], d["end"], d["data-type"]) for d in _rects(_parse(text), "machine", "e820")]
+    assert e820 == [
+        (0x0, 0x9FC00, "usable"),
+        (0x9FC00, 0xA0000, "reserved"),
+        (0xF0000, 0x100000, "reserved"),
+        (0x100000, 512 << 20, "usable"),
+    ]

@@ -193,7 +193,7 @@ def _axis(svg: _Svg, axis: Axis, right: float) -> None:
 
 def _band_header(svg: _Svg, band: Band, x: float) -> None:
     svg.text(x, TOP - 44, band.name, "head")
-    status = "ok" if band.outcome == "ok" else f"panic: {band.panic or ''}"
+    status = "booted" if band.outcome == "ok" else f"panic: {band.panic or ''}"
     if len(status) > 30:
         status = status[:29] + "…"
     cls = "status" if band.outcome == "ok" else "status bad"
@@ -211,8 +211,10 @@ def _band_header(svg: _Svg, band: Band, x: float) -> None:
             f"{escape(chr(10).join([v.title for v in band.violation] + band.findings))}</title>"
             f"{escape(text)}</text>"
         )
-    elif band.dense:
-        svg.text(x, TOP - 18, "dense: same-owner runs merged", "status")
+    else:
+        svg.text(x, TOP - 18, "no violation", "status")
+    if band.dense:
+        svg.text(x + BAND_W, TOP - 44, "same-owner runs merged", "lane", "end")
     lx = x
     for _, name, w in BAND_LANES:
         svg.text(lx + w / 2, TOP - 5, name, "lane", "middle")
