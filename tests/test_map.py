@@ -388,3 +388,16 @@ def test_set_edits_the_machine_before_the_boot(tmp_path: Path) -> None:
         (0xF0000, 0x100000, "reserved"),
         (0x100000, 512 << 20, "usable"),
     ]
+
+
+REAL_BOOTS = sorted(p.name for p in (DATA / "real-boots").glob("*.log") if "zoneinfo" not in p.name)
+
+
+@pytest.mark.parametrize("log", REAL_BOOTS)
+def test_every_real_boot_draws(log: str) -> None:
+    from bootemu.importers import import_dmesg
+
+    path = DATA / "real-boots" / log
+    machine, _ = import_dmesg(path.read_text(), source=log, arch=None, profile=None, overrides=())
+    reports = [r.report for r in compare_machine(machine, default_allocators(machine))]
+    _check_against_reports(_parse(draw(reports)), reports)
