@@ -390,14 +390,19 @@ def test_set_edits_the_machine_before_the_boot(tmp_path: Path) -> None:
     ]
 
 
-REAL_BOOTS = sorted(p.name for p in (DATA / "real-boots").glob("*.log") if "zoneinfo" not in p.name)
+REAL_BOOTS = sorted(
+    str(p.relative_to(DATA))
+    for p in [*(DATA / "real-boots").glob("*.log"), *(DATA / "real-boots-2008").rglob("*.log")]
+    if "zoneinfo" not in p.name
+)
 
 
 @pytest.mark.parametrize("log", REAL_BOOTS)
 def test_every_real_boot_draws(log: str) -> None:
+    """The fifteen 6.1 boots and the 2008 boots (2.6.25, bootmem2 RFC, x86_64 NUMA)."""
     from bootemu.importers import import_dmesg
 
-    path = DATA / "real-boots" / log
+    path = DATA / log
     machine, _ = import_dmesg(path.read_text(), source=log, arch=None, profile=None, overrides=())
     reports = [r.report for r in compare_machine(machine, default_allocators(machine))]
     _check_against_reports(_parse(draw(reports)), reports)
