@@ -83,9 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         "memory side by side: e820 types, node blocks, reservations, allocations coloured by "
         "owner, the pages handed to the buddy allocator, violations in red. The address axis "
         "is broken: holes collapse, every other piece is as tall as the log of its size, "
-        "ticks are physical addresses. Same input, same bytes.",
+        "ticks are physical addresses. Same input, same bytes. Exit 1 when a boot panicked or "
+        "a check found a violation (the picture is still written).",
     )
-    _add_machine_args(p)
+    p.add_argument("machine", help="machine file (TOML), built-in preset, or boot log (.log, .txt)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a machine-file key (of the imported machine, for a log)",
+    )
     p.add_argument(
         "--allocators",
         help="comma-separated backends, one band each (default: every installed backend, "
