@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="picture to write: .svg or .html"
     )
+    p.add_argument("--arch", help="for a boot log: the arch, when the log does not say")
+    p.add_argument(
+        "--profile", help="for a boot log: the kernel profile, when the log does not say"
+    )
 
     p = sub.add_parser("bench", help="time boots of the largest presets")
     p.add_argument("machines", nargs="*", help="presets or files (default: the large presets)")
@@ -241,7 +245,9 @@ def _cmd_map(args: argparse.Namespace) -> int:
     if args.allocators is not None:
         names = [n.strip() for n in args.allocators.split(",") if n.strip()]
     tracing.configure(None)
-    text, results = map_machine(args.machine, names, args.overrides, args.output)
+    text, results = map_machine(
+        args.machine, names, args.overrides, args.output, arch=args.arch, profile=args.profile
+    )
     _write(args.output, text)
     for r in results:
         if r.exit_code:

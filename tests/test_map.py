@@ -406,3 +406,21 @@ def test_every_real_boot_draws(log: str) -> None:
     machine, _ = import_dmesg(path.read_text(), source=log, arch=None, profile=None, overrides=())
     reports = [r.report for r in compare_machine(machine, default_allocators(machine))]
     _check_against_reports(_parse(draw(reports)), reports)
+
+
+def test_log_without_version_needs_profile(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "bare.log"
+    log.write_text(
+        "".join(
+            line
+            for line in PAE_1G.read_text().splitlines(keepends=True)
+            if "Linux version" not in line
+        )
+    )
+    assert _map(tmp_path, str(log), "--allocators", "memblock")[0] == 2
+    assert "pass --profile" in capsys.readouterr().err
+    rc, text = _map(
+        tmp_path, str(log), "--allocators", "memblock", "--profile", "6.1", "--arch", "x86_32"
+    )
+    assert rc == 0 and _bands(_parse(text)) == ["memblock"]
+    assert main(["map", "qemu-pc-1g-i386", "--profile", "6.1", "-o", str(tmp_path / "x.svg")]) == 2

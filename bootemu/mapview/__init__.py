@@ -63,8 +63,11 @@ def is_log(arg: str) -> bool:
     return suffix in LOG_SUFFIXES or (path.is_file() and suffix != ".toml")
 
 
-def machine_for(arg: str, overrides: Sequence[str]) -> Machine:
-    """The machine ``arg`` names: a machine file or preset, or a boot log to import."""
+def machine_for(
+    arg: str, overrides: Sequence[str], *, arch: str | None = None, profile: str | None = None
+) -> Machine:
+    """The machine ``arg`` names: a machine file or preset, or a boot log to import (``arch``
+    and ``profile`` as ``import-dmesg`` takes them, for a log that does not say)."""
     from bootemu.machine import load_machine
 
     if not is_log(arg):
@@ -75,7 +78,9 @@ def machine_for(arg: str, overrides: Sequence[str]) -> Machine:
         text = Path(arg).read_text(errors="replace")
     except OSError as exc:
         raise BootemuError(f"{arg}: cannot read: {exc.strerror}") from exc
-    machine, _notes = import_dmesg(text, source=arg, arch=None, profile=None, overrides=overrides)
+    machine, _notes = import_dmesg(
+        text, source=arg, arch=arch, profile=profile, overrides=overrides
+    )
     return machine
 
 
@@ -110,7 +115,13 @@ def output_format(output: Path) -> str:
 
 
 def map_machine(
-    arg: str, allocators: Sequence[str] | None, overrides: Sequence[str], output: Path
+    arg: str,
+    allocators: Sequence[str] | None,
+    overrides: Sequence[str],
+    output: Path,
+    *,
+    arch: str | None = None,
+    profile: str | None = None,
 ) -> tuple[str, list[Any]]:
     """Boot ``arg`` once per backend and return ``(picture text, boot results)``.
 
@@ -124,7 +135,9 @@ def map_machine(
         if not allocators:
             raise BootemuError("--allocators: no backend named")
         check_allocators(allocators)
-    machine = machine_for(arg, overrides)
+    if not is_log(arg) and (arch or profile):
+        raise BootemuError(f"{arg}: --arch and --profile are for a boot log (use --set)")
+    machine = machine_for(arg, overrides, arch=arch, profile=profile)
     names = list(allocators) if allocators is not None else default_allocators(machine)
     results = compare_machine(machine, names)
     return draw([r.report for r in results], fmt), results
