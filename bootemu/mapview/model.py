@@ -5,7 +5,7 @@ Everything comes from the JSON report of each boot (``memory.e820``, ``nodes``, 
 recomputed from the machine. Work is per record and per range, never per page.
 
 The axis is a *broken* axis. The physical address space of an early boot mixes sizes across
-nine orders of magnitude (a 24-byte usemap, the 640 KiB low-memory hole, 4 TiB of RAM), so
+eleven orders of magnitude (a 24-byte usemap, the 640 KiB low-memory hole, 4 TiB of RAM), so
 neither a linear scale (the small things vanish) nor a plain log scale of the address (the
 address 0 is at minus infinity and everything above 4 GiB is squeezed into the last
 centimetre) shows both. Instead the addresses where something changes cut the space into
