@@ -31,16 +31,20 @@ NODE_MIN_SIZE = 4 << 20
 Blk = list[int]  # [nid, start, end)
 
 
-def cleanup_meminfo(boot: Boot, blks: list[Blk], ram: list[tuple[int, int]], max_pfn: int
-                    ) -> list[Blk] | None:
+def cleanup_meminfo(
+    boot: Boot, blks: list[Blk], ram: list[tuple[int, int]], max_pfn: int
+) -> list[Blk] | None:
     """numa_cleanup_meminfo(): blocks without memory move to numa_reserved_meminfo (dropped
     here), the rest is cut at max_pfn; overlaps of different nodes fail (None), of the same
     node are whined about; same-node blocks merge when no other node's block lies between
     (``NUMA: Node ... + ... -> ...``)."""
     high = pfn_phys(max_pfn)
     memory = [(pfn_phys(s), pfn_phys(e)) for s, e in ram]
-    blks = [[n, s, min(e, high)] for n, s, e in blks
-            if any(ms < e and s < me for ms, me in memory) and s < min(e, high)]
+    blks = [
+        [n, s, min(e, high)]
+        for n, s, e in blks
+        if any(ms < e and s < me for ms, me in memory) and s < min(e, high)
+    ]
     i = 0
     while i < len(blks):
         j = i + 1
@@ -48,20 +52,33 @@ def cleanup_meminfo(boot: Boot, blks: list[Blk], ram: list[tuple[int, int]], max
             (ni, si, ei), (nj, sj, ej) = blks[i], blks[j]
             if ei > sj and si < ej:
                 if ni != nj:
-                    boot.printk("numa.overlap", f"NUMA: node {ni} [mem {si:#010x}-{ei - 1:#010x}] "
-                                f"overlaps with node {nj} [mem {sj:#010x}-{ej - 1:#010x}]",
-                                node=ni, other=nj)
+                    boot.printk(
+                        "numa.overlap",
+                        f"NUMA: node {ni} [mem {si:#010x}-{ei - 1:#010x}] "
+                        f"overlaps with node {nj} [mem {sj:#010x}-{ej - 1:#010x}]",
+                        node=ni,
+                        other=nj,
+                    )
                     return None
-                boot.printk("numa.overlap", f"NUMA: Warning: node {ni} [mem {si:#010x}-"
-                            f"{ei - 1:#010x}] overlaps with itself [mem {sj:#010x}-"
-                            f"{ej - 1:#010x}]", node=ni)
+                boot.printk(
+                    "numa.overlap",
+                    f"NUMA: Warning: node {ni} [mem {si:#010x}-"
+                    f"{ei - 1:#010x}] overlaps with itself [mem {sj:#010x}-"
+                    f"{ej - 1:#010x}]",
+                    node=ni,
+                )
             lo, hi = min(si, sj), max(ei, ej)
             if ni != nj or any(n != ni and lo < e and hi > s for n, s, e in blks):
                 j += 1
                 continue
-            boot.printk("numa.merge", f"NUMA: Node {ni} [mem {si:#010x}-{ei - 1:#010x}] + "
-                        f"[mem {sj:#010x}-{ej - 1:#010x}] -> [mem {lo:#010x}-{hi - 1:#010x}]",
-                        node=ni, start=lo, end=hi)
+            boot.printk(
+                "numa.merge",
+                f"NUMA: Node {ni} [mem {si:#010x}-{ei - 1:#010x}] + "
+                f"[mem {sj:#010x}-{ej - 1:#010x}] -> [mem {lo:#010x}-{hi - 1:#010x}]",
+                node=ni,
+                start=lo,
+                end=hi,
+            )
             blks[i] = [ni, lo, hi]
             del blks[j]
         i += 1
@@ -74,8 +91,12 @@ def cover_memory(boot: Boot, blks: list[Blk], ram: list[tuple[int, int]], max_pf
     numaram = sum(pieces(ram, pfn_down(s), pfn_down(e)) for _, s, e in blks)
     e820ram = pieces(ram, 0, max_pfn)
     if e820ram - numaram >= 256:
-        boot.printk("numa.cover", f"NUMA: nodes only cover {numaram >> 8}MB of your "
-                    f"{e820ram >> 8}MB e820 RAM. Not used.", numaram=numaram, e820ram=e820ram)
+        boot.printk(
+            "numa.cover",
+            f"NUMA: nodes only cover {numaram >> 8}MB of your {e820ram >> 8}MB e820 RAM. Not used.",
+            numaram=numaram,
+            e820ram=e820ram,
+        )
         return False
     return True
 
@@ -111,10 +132,12 @@ class DistanceTable:
             self.failed = True
             return False
         self.addr, self.cnt = addr, cnt
-        self.table = [[LOCAL_DISTANCE if i == j else REMOTE_DISTANCE for j in range(cnt)]
-                      for i in range(cnt)]
-        self.boot.printk("numa.distance", f"NUMA: Initialized distance table, cnt={cnt}",
-                         cnt=cnt, addr=addr)
+        self.table = [
+            [LOCAL_DISTANCE if i == j else REMOTE_DISTANCE for j in range(cnt)] for i in range(cnt)
+        ]
+        self.boot.printk(
+            "numa.distance", f"NUMA: Initialized distance table, cnt={cnt}", cnt=cnt, addr=addr
+        )
         return True
 
     def set(self, known: set[int], frm: int, to: int, distance: int) -> None:
@@ -123,16 +146,26 @@ class DistanceTable:
         if self.table is None and not self.failed and not self._alloc_table(known):
             return
         if frm >= self.cnt or to >= self.cnt or frm < 0 or to < 0:
-            self._warn_once("bound", f"Warning: node ids are out of bound, from={frm} to={to} "
-                            f"distance={distance}")
+            self._warn_once(
+                "bound",
+                f"Warning: node ids are out of bound, from={frm} to={to} distance={distance}",
+            )
             return
         if not 0 <= distance <= 255 or (frm == to and distance != LOCAL_DISTANCE):
-            self._warn_once("invalid", f"Warning: invalid distance parameter, from={frm} "
-                            f"to={to} distance={distance}")
+            self._warn_once(
+                "invalid",
+                f"Warning: invalid distance parameter, from={frm} to={to} distance={distance}",
+            )
             return
         assert self.table is not None
         self.table[frm][to] = distance
 
 
-__all__ = ["LOCAL_DISTANCE", "NODE_MIN_SIZE", "REMOTE_DISTANCE", "DistanceTable",
-           "cleanup_meminfo", "cover_memory"]
+__all__ = [
+    "LOCAL_DISTANCE",
+    "NODE_MIN_SIZE",
+    "REMOTE_DISTANCE",
+    "DistanceTable",
+    "cleanup_meminfo",
+    "cover_memory",
+]

@@ -73,9 +73,9 @@ def get_option(text: str, pos: int) -> tuple[int, int, int]:
     value = c_int(-value if neg else value)
     if end == cur:
         return 0, value, end
-    if text[end:end + 1] == ",":
+    if text[end : end + 1] == ",":
         return 2, value, end + 1
-    return (3 if text[end:end + 1] == "-" else 1), value, end
+    return (3 if text[end : end + 1] == "-" else 1), value, end
 
 
 class Meminfo:
@@ -95,7 +95,7 @@ class Meminfo:
     def remove(self, idx: int) -> None:
         """numa_remove_memblk_from()."""
         self.nr -= 1
-        self.blk[idx:self.nr] = self.blk[idx + 1:self.nr + 1]
+        self.blk[idx : self.nr] = self.blk[idx + 1 : self.nr + 1]
 
 
 @dataclass
@@ -126,9 +126,13 @@ class Split:
         pb[1] += size
         if pb[1] >= pb[2]:
             pi.remove(phys_blk)
-        self.boot.printk("numa.emu.node", f"Faking node {nid} at [mem {start:#018x}-"
-                         f"{end - 1:#018x}] ({(end - start) >> 20}MB)", node=nid, start=start,
-                         end=end)
+        self.boot.printk(
+            "numa.emu.node",
+            f"Faking node {nid} at [mem {start:#018x}-{end - 1:#018x}] ({(end - start) >> 20}MB)",
+            node=nid,
+            start=start,
+            end=end,
+        )
         return True
 
     def dma32_and_tail(self, start: int, end: int, limit: int, size: int, uniform: bool) -> int:
@@ -142,22 +146,25 @@ class Split:
             end = limit
         return end
 
-    def interleave(self, pi: Meminfo, parsed: set[int], addr: int, max_addr: int,
-                   nr_nodes: int) -> int:
+    def interleave(
+        self, pi: Meminfo, parsed: set[int], addr: int, max_addr: int, nr_nodes: int
+    ) -> int:
         """split_nodes_interleave(): ``nr_nodes`` nodes of equal RAM, 0 or -1."""
         if nr_nodes <= 0:
             return -1  # silently: numa=fake=0 or garbage
         if nr_nodes > MAX_NUMNODES:
-            self.boot.printk("numa.emu", f"numa=fake={nr_nodes} too large, reducing to "
-                             f"{MAX_NUMNODES}")
+            self.boot.printk(
+                "numa.emu", f"numa=fake={nr_nodes} too large, reducing to {MAX_NUMNODES}"
+            )
             nr_nodes = MAX_NUMNODES
         # "x86_32 freaks on __udivdi3()": the division in pages.
         size = pfn_phys(((max_addr - addr - self.hole(addr, max_addr)) >> 12) // nr_nodes)
         big = (size % FAKE_NODE_MIN_SIZE) * nr_nodes // FAKE_NODE_MIN_SIZE
         size -= size % FAKE_NODE_MIN_SIZE
         if not size:
-            self.boot.printk("numa.emu", "Not enough memory for each node.  NUMA emulation "
-                             "disabled.")
+            self.boot.printk(
+                "numa.emu", "Not enough memory for each node.  NUMA emulation disabled."
+            )
             return -1
         mask = set(parsed)
         nid = 0
@@ -189,8 +196,17 @@ class Split:
                 return max_addr
         return end
 
-    def size_uniform(self, pi: Meminfo, parsed: set[int], addr: int, max_addr: int, size: int,
-                     nr_nodes: int, pblk: list[int] | None, nid: int) -> int:
+    def size_uniform(
+        self,
+        pi: Meminfo,
+        parsed: set[int],
+        addr: int,
+        max_addr: int,
+        size: int,
+        nr_nodes: int,
+        pblk: list[int] | None,
+        nid: int,
+    ) -> int:
         """split_nodes_size_interleave_uniform(): the next nid, or -1."""
         if (not size and not nr_nodes) or (nr_nodes and pblk is None):
             return -1
@@ -205,8 +221,10 @@ class Split:
             min_size = pfn_phys(((max_addr >> 12) - (addr >> 12) - hole_pfns) // MAX_NUMNODES)
         min_size = -(-max(min_size, FAKE_NODE_MIN_SIZE) // FAKE_NODE_MIN_SIZE) * FAKE_NODE_MIN_SIZE
         if size < min_size:
-            self.boot.printk("numa.emu", f"Fake node size {size >> 20}MB too small, increasing "
-                             f"to {min_size >> 20}MB")
+            self.boot.printk(
+                "numa.emu",
+                f"Fake node size {size >> 20}MB too small, increasing to {min_size >> 20}MB",
+            )
             size = min_size
         size -= size % FAKE_NODE_MIN_SIZE
         while mask:
@@ -218,8 +236,7 @@ class Split:
                 _, start, limit = pi.blk[phys_blk]
                 end = start + size if uniform else self.find_end_of_node(start, limit, size)
                 end = self.dma32_and_tail(start, end, limit, size, uniform)
-                if not self.setup_memblk(pi, nid % MAX_NUMNODES, phys_blk,
-                                         min(end, limit) - start):
+                if not self.setup_memblk(pi, nid % MAX_NUMNODES, phys_blk, min(end, limit) - start):
                     return -1
                 nid += 1
         return nid
@@ -236,10 +253,16 @@ class Emulated:
     distance: list[list[int]]  # node_distance(i, j) for i, j < len(distance)
 
 
-def numa_emulation(boot: Boot, spec: str, meminfo: list[list[int]], parsed: set[int],
-                   ram: list[tuple[int, int]], max_pfn: int,
-                   cpu_phys: tuple[int, ...] | None,
-                   alloc: Callable[[int], int | None]) -> tuple[Emulated | None, str]:
+def numa_emulation(
+    boot: Boot,
+    spec: str,
+    meminfo: list[list[int]],
+    parsed: set[int],
+    ram: list[tuple[int, int]],
+    max_pfn: int,
+    cpu_phys: tuple[int, ...] | None,
+    alloc: Callable[[int], int | None],
+) -> tuple[Emulated | None, str]:
     """numa_emulation(meminfo, numa_dist_cnt = 0): no SLIT is modelled, so the physical
     distance table is empty and every default distance is LOCAL or REMOTE by physical node.
 
@@ -266,8 +289,10 @@ def numa_emulation(boot: Boot, spec: str, meminfo: list[list[int]], parsed: set[
             if ret == nid:
                 continue  # no memory found for this physical node
             if ret - nid < n:
-                boot.printk("numa.emu", f"numa_emulation: phys: {i} only got {ret - nid} of "
-                            f"{n} nodes, failing")
+                boot.printk(
+                    "numa.emu",
+                    f"numa_emulation: phys: {i} only got {ret - nid} of {n} nodes, failing",
+                )
                 ret = -1
                 break
             nid = ret
@@ -277,15 +302,14 @@ def numa_emulation(boot: Boot, spec: str, meminfo: list[list[int]], parsed: set[
     else:
         n, pos = strtoull_prefix(spec, 0)
         ret = split.interleave(pi, parsed, 0, max_addr, c_int(n))
-    if spec[pos:pos + 1] == ":":
+    if spec[pos : pos + 1] == ":":
         pos += 1
     rest = spec[pos:]
     if ret < 0:
         return None, rest
     ei = cleanup_meminfo(boot, split.ei, ram, max_pfn)
     if ei is None:
-        boot.printk("numa.emu", "NUMA: Warning: constructed meminfo invalid, disabling "
-                    "emulation")
+        boot.printk("numa.emu", "NUMA: Warning: constructed meminfo invalid, disabling emulation")
         return None, rest
     # setup_emu2phys_nid(): the highest emulated nid and the physical node of the lowest.
     max_emu_nid = max(split.emu2phys)
@@ -315,5 +339,12 @@ def numa_emulation(boot: Boot, spec: str, meminfo: list[list[int]], parsed: set[
     return Emulated(ei, new_parsed, emu2phys, cpus, distance), rest
 
 
-__all__ = ["FAKE_NODE_MIN_SIZE", "MAX_NUMNODES", "Emulated", "Meminfo", "Split", "get_option",
-           "numa_emulation"]
+__all__ = [
+    "FAKE_NODE_MIN_SIZE",
+    "MAX_NUMNODES",
+    "Emulated",
+    "Meminfo",
+    "Split",
+    "get_option",
+    "numa_emulation",
+]

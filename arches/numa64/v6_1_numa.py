@@ -56,8 +56,9 @@ class Numa61:
             raise KernelPanic("numa_init(dummy_numa_init) failed")
         return found
 
-    def numa_init_with(self, boot: Boot, ram: list[tuple[int, int]], max_pfn: int, srat: bool
-                       ) -> Numa | None:
+    def numa_init_with(
+        self, boot: Boot, ram: list[tuple[int, int]], max_pfn: int, srat: bool
+    ) -> Numa | None:
         """numa.c numa_init(init_func), 6.1: the firmware's meminfo (SRAT or the dummy node),
         numa_cleanup_meminfo(), numa_emulation(), numa_register_memblks()'s checks. None when
         the kernel's numa_init() returns an error."""
@@ -68,10 +69,14 @@ class Numa61:
             blks, parsed = self.srat_meminfo(boot)
         else:
             end = pfn_phys(max_pfn)
-            boot.printk("numa.fallback", "NUMA turned off" if self.numa_off else
-                        "No NUMA configuration found", numa_off=self.numa_off)
-            boot.printk("numa.fake", f"Faking a node at [mem {0:#018x}-{end - 1:#018x}]",
-                        start=0, end=end)
+            boot.printk(
+                "numa.fallback",
+                "NUMA turned off" if self.numa_off else "No NUMA configuration found",
+                numa_off=self.numa_off,
+            )
+            boot.printk(
+                "numa.fake", f"Faking a node at [mem {0:#018x}-{end - 1:#018x}]", start=0, end=end
+            )
             blks, parsed = [[0, 0, end]], {0}
         cleaned = cleanup_meminfo(boot, blks, ram, max_pfn)
         if cleaned is None:
@@ -82,8 +87,15 @@ class Numa61:
             # 6.1 quirk: parsing advances emu_cmdline for good, so a second numa_init() round
             # (the dummy one, after the SRAT one failed below) sees only what was left.
             emu, self.emu_cmdline = numa_emulation(
-                boot, self.emu_cmdline, blks, parsed, ram, max_pfn,
-                self.cfg.cpu_nodes if srat else None, self.distance_table_alloc(ram, max_pfn))
+                boot,
+                self.emu_cmdline,
+                blks,
+                parsed,
+                ram,
+                max_pfn,
+                self.cfg.cpu_nodes if srat else None,
+                self.distance_table_alloc(ram, max_pfn),
+            )
             if emu is not None:
                 blks = emu.meminfo
         # numa_register_memblks(): the coverage check, then NODE_DATA for nodes of 4 MiB+.
@@ -95,31 +107,44 @@ class Numa61:
             spans[n] = (min(lo, s), max(hi, e))
         for n, (lo, hi) in sorted(spans.items()):
             if hi - lo < NODE_MIN_SIZE:
-                raise BootemuError(f"{self.machine.source}: node {n} spans [mem {lo:#x}-"
-                                   f"{hi - 1:#x}], less than NODE_MIN_SIZE (4 MiB): 6.1 leaves "
-                                   "it offline, which numa64 does not model")
+                raise BootemuError(
+                    f"{self.machine.source}: node {n} spans [mem {lo:#x}-"
+                    f"{hi - 1:#x}], less than NODE_MIN_SIZE (4 MiB): 6.1 leaves "
+                    "it offline, which numa64 does not model"
+                )
         self.emu = emu
         if emu is not None:
-            boot.facts.update(numa_emulated_nodes=len(emu.nodes_parsed), numa_distance=";".join(
-                ",".join(str(d) for d in row) for row in emu.distance))
+            boot.facts.update(
+                numa_emulated_nodes=len(emu.nodes_parsed),
+                numa_distance=";".join(",".join(str(d) for d in row) for row in emu.distance),
+            )
         return Numa([(n, s, e) for n, s, e in blks], spans, not srat)
 
     def srat_meminfo(self, boot: Boot) -> tuple[list[list[int]], set[int]]:
         """srat.c acpi_numa_processor/memory_affinity_init(): print each CPU and memory
         affinity; numa_nodes_parsed gets every node named."""
         for cpu, node in enumerate(self.cfg.cpu_nodes):
-            boot.printk("numa.srat.cpu", f"SRAT: PXM {node} -> APIC {cpu:#04x} -> Node {node}",
-                        cpu=cpu, node=node)
+            boot.printk(
+                "numa.srat.cpu",
+                f"SRAT: PXM {node} -> APIC {cpu:#04x} -> Node {node}",
+                cpu=cpu,
+                node=node,
+            )
         blks: list[list[int]] = []
         for m in self.machine.numa:
-            boot.printk("numa.srat.memory", f"ACPI: SRAT: Node {m.node} PXM {m.node} "
-                        f"[mem {m.start:#010x}-{m.end - 1:#010x}]", node=m.node, start=m.start,
-                        end=m.end)
+            boot.printk(
+                "numa.srat.memory",
+                f"ACPI: SRAT: Node {m.node} PXM {m.node} [mem {m.start:#010x}-{m.end - 1:#010x}]",
+                node=m.node,
+                start=m.start,
+                end=m.end,
+            )
             blks.append([m.node, m.start, m.end])
         return blks, {m.node for m in self.machine.numa} | set(self.cfg.cpu_nodes)
 
-    def distance_table_alloc(self, ram: list[tuple[int, int]], max_pfn: int
-                             ) -> Callable[[int], int | None]:
+    def distance_table_alloc(
+        self, ram: list[tuple[int, int]], max_pfn: int
+    ) -> Callable[[int], int | None]:
         """numa_alloc_distance()'s memblock_phys_alloc_range(size, PAGE_SIZE, 0,
         PFN_PHYS(max_pfn_mapped)): top-down in free memory (init_mem_mapping() has mapped
         all RAM, so max_pfn_mapped = max_pfn); the reservation is exactly ``size`` bytes."""
