@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from arches.numa64.numa_emu_61 import FAKE_NODE_MIN_SIZE, numa_emulation
 from bootemu.machine import load_machine
+from bootemu.models import BootemuError
 from bootemu.sequencer import boot_machine
 
 DATA = Path(__file__).parent / "data" / "numa64"
@@ -364,3 +366,14 @@ def test_fake_boots_hand_every_page_off_once(spec):
     assert sum(z["present"] for z in result.report["zones"]) == 1048446
     assert starting(lines, "Memory:")[0].startswith("Memory: ")
     assert "/4193784K available" in starting(lines, "Memory:")[0]
+
+
+def test_what_is_not_modelled_is_a_clear_error():
+    # 2.6.25 (numa_64.c's own numa_emulation() of 2008) is not modelled.
+    with pytest.raises(BootemuError, match=r"numa=fake= .* not modelled by numa64 profile 2\.6"):
+        boot(SYM, "numa=fake=2", "kernel.profile=2.6.25")
+    # A node whose hull is below NODE_MIN_SIZE (4 MiB): 6.1's numa_register_memblks() gives it
+    # no NODE_DATA and leaves it offline (dropped in v6.5); numa64 refuses it. Here the SRAT's
+    # first range [0, 640K) is given to a node 2 of its own.
+    with pytest.raises(BootemuError, match=r"node 2 spans \[mem 0x0-0x9ffff\], less than NODE_MIN"):
+        boot(SYM, "", "numa.memory.0.node=2")
