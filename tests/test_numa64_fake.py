@@ -377,3 +377,17 @@ def test_what_is_not_modelled_is_a_clear_error():
     # first range [0, 640K) is given to a node 2 of its own.
     with pytest.raises(BootemuError, match=r"node 2 spans \[mem 0x0-0x9ffff\], less than NODE_MIN"):
         boot(SYM, "", "numa.memory.0.node=2")
+
+
+def test_no_fake_node_at_all_is_the_kernels_null_dereference():
+    # Every SRAT range lies above the RAM: numa_cleanup_meminfo() moves them all out, the
+    # split finds no physical block and creates nothing; setup_emu2phys_nid() leaves
+    # dfl_phys_nid NUMA_NO_NODE and the distance loop reads phys_dist[-1] of the NULL table.
+    moved = [
+        f"numa.memory.{i}.{k}={hex((2 + i) << 32 | (v << 20))}"
+        for i in range(4)
+        for k, v in (("start", 0), ("end", 1))
+    ]
+    result, _ = boot(SYM, "numa=fake=2", *moved)
+    assert result.outcome == "panic"
+    assert "numa_emulation()" in result.report["panic_message"]

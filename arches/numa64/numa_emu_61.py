@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from arches.numa64.numa_61 import LOCAL_DISTANCE, REMOTE_DISTANCE, DistanceTable, cleanup_meminfo
 from arches.numa64.srat_2625 import pieces
-from bootemu.models import pfn_phys
+from bootemu.models import KernelPanic, pfn_phys
 from bootemu.units import U64_MASK, memparse_prefix, strtoull_prefix
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -95,7 +95,7 @@ class Meminfo:
     def remove(self, idx: int) -> None:
         """numa_remove_memblk_from()."""
         self.nr -= 1
-        self.blk[idx : self.nr] = self.blk[idx + 1 : self.nr + 1]
+        self.blk[idx : self.nr] = [list(b) for b in self.blk[idx + 1 : self.nr + 1]]
 
 
 @dataclass
@@ -214,7 +214,8 @@ class Split:
         if uniform:
             assert pblk is not None
             mask = {pblk[0]}
-            min_size = size = pfn_phys(((max_addr >> 12) - (addr >> 12)) // nr_nodes)
+            # uniform_size(): unsigned long / int, so a negative int divides as a huge one.
+            min_size = size = pfn_phys(((max_addr >> 12) - (addr >> 12)) // u64(nr_nodes))
         else:
             mask = set(parsed)
             hole_pfns = self.hole(addr, max_addr) >> 12
@@ -311,6 +312,13 @@ def numa_emulation(
     if ei is None:
         boot.printk("numa.emu", "NUMA: Warning: constructed meminfo invalid, disabling emulation")
         return None, rest
+    if not split.emu2phys:
+        # 6.1 quirk: no fake node at all (no physical block had memory) leaves dfl_phys_nid
+        # NUMA_NO_NODE; the distance loop then reads phys_dist[-1] of a NULL table.
+        raise KernelPanic(
+            "BUG: unable to handle page fault in numa_emulation(): no emulated "
+            "node, phys_dist[-1] of a NULL distance table"
+        )
     # setup_emu2phys_nid(): the highest emulated nid and the physical node of the lowest.
     max_emu_nid = max(split.emu2phys)
     dfl_phys = split.emu2phys[min(split.emu2phys)]
