@@ -174,6 +174,8 @@ class Mm61(Early61, Bootmem2625):
         HIGHMEM, max_low_pfn without, i.e. ``self.highend_pfn`` either way), so a hole counts
         its pages below the end of the last pageblock that starts below max_mapnr.
         """
+        # 6.1 quirk: the source calls this last call "for FLATMEM ... a nop anyway"; it is not
+        # when memblock.memory reaches past max_pfn (a 2025 patch rounds FLATMEM's end instead).
         block = 1 << self.cfg.pageblock_order
         valid_end = -(-self.highend_pfn // block) * block  # pageblock_start(pfn) < max_mapnr
 
