@@ -15,6 +15,9 @@ What changed, in one place:
 - e820: page 0 becomes reserved and 0xa0000-0xfffff is removed (``e820: update`` /
   ``e820: remove``); ``mem=`` removes RAM from the map and prints the ``user:`` map;
   ``last_pfn = ... max_arch_pfn = ...``.
+- NUMA discovery runs as numa.c numa_init() rounds (SRAT, then the dummy node), with
+  ``numa=fake=`` NUMA emulation between cleanup and registration
+  (:mod:`arches.numa64.v6_1_numa`, :mod:`arches.numa64.numa_emu_61`).
 - NUMA: affinity ranges of different nodes may interleave but not overlap; same-node ranges
   merge when no other node lies between; RAM the nodes miss must stay under 1 MiB; NODE_DATA is
   memblock-allocated top-down inside its node, below the page tables init_mem_mapping() took
