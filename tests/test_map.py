@@ -253,6 +253,7 @@ def test_hover_titles_name_the_owner(tmp_path: Path) -> None:
         ({"label": "TEXT DATA BSS"}, "kernel image"),
         ({"label": "bootmem bitmap node1"}, "bootmem bitmap"),
         ({"label": "NODE_DATA(1)"}, "node data"),
+        ({"label": "numa_distance"}, "node data"),
         ({"label": "Normal wait table", "caller": "zone_wait_table_init"}, "wait tables"),
         ({"label": "EBDA and BIOS (to 1 MiB)"}, "firmware / BIOS / low memory"),
         ({"label": "", "caller": "", "wrapper": "__alloc_bootmem"}, "other"),

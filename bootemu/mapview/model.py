@@ -56,7 +56,7 @@ DENSE_RECORDS = 2500
 OWNERS: tuple[tuple[str, str, str], ...] = (
     ("kernel image", "#8c564b", r"kernel image|text data bss"),
     ("bootmem bitmap", "#e377c2", r"bitmap|bootmap"),
-    ("node data", "#bcbd22", r"node_data|memnodemap|pgdat"),
+    ("node data", "#bcbd22", r"node_data|memnodemap|pgdat|numa_distance"),
     ("page tables", "#9467bd", r"page ?table|pgtable|\bpmd for|\bpte for|alloc_low_pages"),
     (
         "mem_map & usemaps",
