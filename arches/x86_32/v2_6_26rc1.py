@@ -14,6 +14,9 @@ e820_32.c, acpi/sleep.c, arch/x86/mm/init_32.c, mm/page_alloc.c, init/main.c, ke
 - "[rfc][patch 3/3] x86: Use bootmem2 on x86_32": ``bootmap_size = bootmem_map_pages() <<
   PAGE_SHIFT`` (whole pages, no longer init_bootmem()'s bytes) in the kernel's reservation
   (``reserve addr=100000 size=168fff`` on 256 MiB, where 2.6.25 would pass 0x168ffb);
+- arch/x86/kernel/setup.c setup_per_cpu_areas() now serves SMP i386 too: a "PERCPU:" line and
+  one page-aligned allocation per possible CPU (used once the 2.6.25 profile calls the
+  per-cpu setup as a method of its own);
 - head_32.S builds the boot page tables from ``pg0`` up until they map themselves plus
   INIT_MAP_BEYOND_END (unchanged since 2.6.25; written out here, PAE and non-PAE, because
   the bitmap lands right after them: ``map @ pfn 266`` with System.map's ``pg0`` c0260000).
@@ -123,6 +126,28 @@ class Linux2626rc1(Linux2625):
         if lowmem == 0 or lowmem >= 0x100000:
             lowmem = 0x9F000
         self._reserve(allocator, lowmem, 0x100000 - lowmem)
+
+    def setup_per_cpu_areas(self, allocator: AllocatorFacade) -> None:
+        """arch/x86/kernel/setup.c setup_per_cpu_areas(), v2.6.26-rc1: i386 SMP now has
+        HAVE_SETUP_PER_CPU_AREA (``X86_SMP && !X86_VOYAGER``): it prints "PERCPU: Allocating
+        %lu bytes of per cpu data" (PERCPU_ENOUGH_ROOM) and takes one alloc_bootmem_pages()
+        of that size per possible CPU (2.6.25's generic version took one block, page-rounded
+        per CPU, silently). Its KERN_DEBUG "NR_CPUS: %d, nr_cpu_ids: %d" line is not a memory
+        line and is not printed. UP kernels have none of it."""
+        if not self.cfg.smp:
+            return
+        size = self.cfg.percpu_size
+        self.printk("percpu.setup", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
+        for cpu in range(self.cfg.nr_cpus):
+            self._alloc(
+                allocator,
+                size,
+                PAGE_SIZE,
+                self.DMA_GOAL,
+                "__alloc_bootmem",
+                "setup_per_cpu_areas",
+                f"per-cpu area of cpu {cpu}",
+            )
 
     def acpi_reserve_bootmem(self, allocator: AllocatorFacade) -> None:
         """acpi/sleep.c acpi_reserve_bootmem(), v2.6.26-rc1: ``alloc_bootmem_low(WAKEUP_SIZE)``;
