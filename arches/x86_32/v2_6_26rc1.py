@@ -125,7 +125,7 @@ class Linux2626rc1(Linux2625):
             lowmem = 0x9F000
         if lowmem == 0 or lowmem >= 0x100000:
             lowmem = 0x9F000
-        self._reserve(allocator, lowmem, 0x100000 - lowmem)
+        self._reserve(allocator, lowmem, 0x100000 - lowmem, "EBDA and BIOS (to 1 MiB)")
 
     def setup_per_cpu_areas(self, allocator: AllocatorFacade) -> None:
         """arch/x86/kernel/setup.c setup_per_cpu_areas(), v2.6.26-rc1: i386 SMP now has
