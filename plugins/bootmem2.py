@@ -10,9 +10,11 @@ Two backends, both never merged upstream (reference §2):
   mm: bootmem2"): one bitmap per block, generic free/reserve may cross contiguous blocks.
 
 Both implement the *intended* design of the posted code; each class docstring lists the defects
-of the posted patch that are deliberately not reproduced. Bitmaps are ``bitarray`` objects
-(bit set = reserved); searches jump with ``find`` and hand-off walks free runs, so no path loops
-over single pfns. The Python is written from the RFC mails, not copied from them.
+of the posted patch that are deliberately not reproduced. The v1 code exactly as posted, every
+defect kept, is :mod:`plugins.bootmem2_rfc1` (``bootmem2-rfc1``), a subclass of
+:class:`Bootmem2`. Bitmaps are ``bitarray`` objects (bit set = reserved); searches jump with
+``find`` and hand-off walks free runs, so no path loops over single pfns. The Python is written
+from the RFC mails, not copied from them.
 """
 
 from __future__ import annotations
