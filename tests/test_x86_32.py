@@ -204,7 +204,7 @@ class _Reserves:
     def __init__(self):
         self.got = []
 
-    def reserve(self, *, addr, size, node, exclusive):
+    def reserve(self, *, addr, size, node, exclusive, label=""):
         self.got.append((addr, size))
         return 0
 
@@ -231,7 +231,8 @@ def test_up_kernel_has_no_trampoline():
     assert (4096, 4096) not in [c[1:3] for c in up.backend.calls if c[0] == "reserve"]
     (tramp,) = smp.allocs("AP trampoline")
     assert tramp["wrapper"] == "__alloc_bootmem_low" and tramp["addr"] < 0x9F000
-    assert up.allocs("AP trampoline") == [] and up.allocs("setup_per_cpu_areas") == []
+    assert up.allocs("AP trampoline") == []
+    assert up.allocs("setup_per_cpu_areas: per-cpu areas") == []
 
 
 @pytest.mark.parametrize("mp_cpus, nr_cpus, cpus", [(4, 8, 4), (4, 2, 2), (1, 8, 1)])
@@ -240,7 +241,7 @@ def test_per_cpu_areas_one_per_possible_cpu(mp_cpus, nr_cpus, cpus):
     # 45056 bytes per possible CPU (the MP table's processors, at most NR_CPUS); no message.
     b = boot(machine(era_b(1 * G), nr_cpus=nr_cpus, mp_cpus=mp_cpus))
     assert b.kind("percpu.setup") == []
-    areas = [a for a in b.report["allocations"] if a["label"] == "setup_per_cpu_areas"]
+    areas = b.allocs("setup_per_cpu_areas: per-cpu areas")
     assert [(a["size"], a["align"], a["goal"], a["caller"]) for a in areas] == [
         (45056 * cpus, 4096, 16 * M, "start_kernel")]
 

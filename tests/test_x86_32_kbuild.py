@@ -289,7 +289,7 @@ def test_fixmap_past_512_slots_needs_two_pages() -> None:
     tables = [a["label"] for a in b.report["allocations"] if a["caller"] == "one_page_table_init"]
     # PKMAP_BASE = (0xffaff000 - 513 * 4096) & 2 MiB mask = 0xff800000.
     assert tables == [
-        "fixmap pte at 0xffa00000",
-        "fixmap pte at 0xffc00000",
-        "pkmap pte at 0xff800000",
+        "pte for fixmap at 0xffa00000",
+        "pte for fixmap at 0xffc00000",
+        "pte for pkmap at 0xff800000",
     ]

@@ -156,9 +156,10 @@ class Early2625:
             )
         )
 
-    def _reserve(self, allocator: AllocatorFacade, addr: int, size: int) -> int:
-        """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None)."""
-        return allocator.reserve(addr=addr, size=size, node=None, exclusive=False)
+    def _reserve(self, allocator: AllocatorFacade, addr: int, size: int, label: str = "") -> int:
+        """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None); ``label`` names
+        the reservation in the report (``bootemu map``)."""
+        return allocator.reserve(addr=addr, size=size, node=None, exclusive=False, label=label)
 
     # ---------------------------------------------------------------------------------------
     # head_32.S and paging_init()
@@ -210,7 +211,7 @@ class Early2625:
         if not self.pse:
             head = (self.init_pg_tables_end() - self.pg0()) // PAGE_SIZE
             need = -(-self.max_low_pfn // self.ptrs_per_pte)
-            pages += [("one_page_table_init", "lowmem pte (no PSE)")] * max(0, need - head)
+            pages += [("one_page_table_init", "pte for lowmem (no PSE)")] * max(0, need - head)
         pmd_mask = ~(self.pmd_size - 1) & 0xFFFFFFFF
         begin, end_of_fixed = self.fixmap_btmap_begin()
         low = self.fix_to_virt(end_of_fixed - 1) & pmd_mask
@@ -218,9 +219,9 @@ class Early2625:
         btmap_pmd = self.fix_to_virt(begin) & pmd_mask
         for pmd in range(low, 1 << 32, self.pmd_size):
             if pmd != top_pmd or pmd == btmap_pmd:
-                pages.append(("one_page_table_init", f"fixmap pte at {pmd:#x}"))
+                pages.append(("one_page_table_init", f"pte for fixmap at {pmd:#x}"))
         if self.cfg.has_highmem:
-            pages.append(("one_page_table_init", f"pkmap pte at {self.pkmap_base():#x}"))
+            pages.append(("one_page_table_init", f"pte for pkmap at {self.pkmap_base():#x}"))
         return pages
 
     def pkmap_base(self) -> int:
@@ -258,10 +259,11 @@ class Early2625:
                 self.printk(
                     "smp.mptable", f"found SMP MP-table at [{virt:08x}] {mpf:08x}", addr=mpf
                 )
-                self._reserve(allocator, mpf, PAGE_SIZE)
+                self._reserve(allocator, mpf, PAGE_SIZE, "MP floating pointer (BIOS)")
                 physptr = mpf + 16
                 end = pfn_phys(self.max_low_pfn)
-                self._reserve(allocator, physptr, min(PAGE_SIZE, end - physptr))
+                self._reserve(allocator, physptr, min(PAGE_SIZE, end - physptr),
+                              "MP configuration table (BIOS)")
                 self.mp_found = True
                 return
 
@@ -352,7 +354,7 @@ class Early2625:
             self.DMA_GOAL,
             ANY,
             "start_kernel",
-            "setup_per_cpu_areas",
+            "setup_per_cpu_areas: per-cpu areas",
         )
 
     def vc_data_size(self) -> int:

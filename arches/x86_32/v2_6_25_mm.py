@@ -143,16 +143,14 @@ class Bootmem2625(Early2625):
         # Kernel, boot page tables and the bitmap; the PAGE_SIZE-1 plus the outward rounding
         # keep one page past the bitmap reserved (boot-allocators reference §1.3).
         self._reserve(allocator, text,
-                      pfn_phys(self.min_low_pfn) + self.bootmap_size + PAGE_SIZE - 1 - text)
-        self._reserve(allocator, 0, PAGE_SIZE)  # page 0: BIOS data
+                      pfn_phys(self.min_low_pfn) + self.bootmap_size + PAGE_SIZE - 1 - text,
+                      "kernel image, boot page tables, bootmem bitmap")
+        self._reserve(allocator, 0, PAGE_SIZE, "page 0 (BIOS data)")
         self.reserve_ebda_region(allocator)
         if cfg.smp:
-            self._reserve(allocator, PAGE_SIZE, PAGE_SIZE)  # trampoline / stack page
+            self._reserve(allocator, PAGE_SIZE, PAGE_SIZE, "SMP trampoline page")
         if cfg.acpi_sleep:
-            # arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
-            # alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL.
-            self._alloc(allocator, 2 * PAGE_SIZE, cfg.smp_cache_bytes, 0, LOW,
-                        "acpi_reserve_bootmem", "ACPI S3 wakeup code")
+            self.acpi_reserve_bootmem(allocator)
         self.find_smp_config(allocator)
         self.reserve_initrd(allocator)
         self.reserve_crashkernel(allocator)
@@ -162,7 +160,7 @@ class Bootmem2625(Early2625):
         neglect to reserve EBDA": one page at get_bios_ebda() (the word at 0x40E << 4), if
         any (``reserve_bootmem addr=9fc00 size=1000`` in every real-boots-2008 trace)."""
         if self.cfg.ebda:
-            self._reserve(allocator, self.cfg.ebda, PAGE_SIZE)
+            self._reserve(allocator, self.cfg.ebda, PAGE_SIZE, "EBDA page (BIOS)")
 
     def reserve_bios_lowmem_to_1m(self, allocator: AllocatorFacade) -> None:
         """What the 2.6.26 reserve_ebda_region() does instead (arch/x86/kernel/setup_32.c
@@ -179,7 +177,7 @@ class Bootmem2625(Early2625):
             lowmem = 0x9F000
         if lowmem == 0 or lowmem >= 0x100000:
             lowmem = 0x9F000
-        self._reserve(allocator, lowmem, 0x100000 - lowmem)
+        self._reserve(allocator, lowmem, 0x100000 - lowmem, "EBDA and BIOS (to 1 MiB)")
 
     def reserve_initrd(self, allocator: AllocatorFacade) -> None:
         """setup_32.c reserve_initrd(), 2.6.25: in place if it ends in lowmem, else its size
@@ -192,11 +190,11 @@ class Bootmem2625(Early2625):
             self.printk("initrd.disabled", "initrd too large to handle, disabling initrd")
             return
         if image + size <= end_of_lowmem:
-            self._reserve(allocator, image, size)
+            self._reserve(allocator, image, size, "initrd")
             self.fact(initrd_at=image)
             return
         here = (end_of_lowmem - size) & ~(PAGE_SIZE - 1)
-        self._reserve(allocator, here, size)
+        self._reserve(allocator, here, size, "initrd")
         self.fact(initrd_at=here)
 
     def reserve_crashkernel(self, allocator: AllocatorFacade) -> None:
@@ -223,7 +221,13 @@ class Bootmem2625(Early2625):
             return
         self.printk("crashkernel.reserve", f"Reserving {size >> 20}MB of memory at {base >> 20}MB "
                     f"for crashkernel (System RAM: {total >> 20}MB)", addr=base, size=size)
-        self._reserve(allocator, base, size)
+        self._reserve(allocator, base, size, "crashkernel")
+
+    def acpi_reserve_bootmem(self, allocator: AllocatorFacade) -> None:
+        """arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
+        alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL."""
+        self._alloc(allocator, 2 * PAGE_SIZE, self.cfg.smp_cache_bytes, 0, LOW,
+                    "acpi_reserve_bootmem", "ACPI S3 wakeup code")
 
     # ---------------------------------------------------------------------------------------
     # allocate: setup_arch() after setup_memory(), then start_kernel()
