@@ -123,7 +123,8 @@ def _option(kc: Kconfig, name: str) -> str:
     """``CONFIG_X=y at file:line`` / ``CONFIG_X not set at ...`` / ``no CONFIG_X in file``."""
     if not kc.has(name):
         return f"no CONFIG_{name} in {kc.path}"
-    state = "=y" if kc.enabled(name) else " not set"
+    value = kc.options[name]
+    state = " not set" if value == "n" else f"={value}"
     return f"CONFIG_{name}{state} at {kc.where(name)}"
 
 
