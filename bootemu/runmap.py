@@ -70,8 +70,11 @@ class RunMap:
         self._s = [0] if value and self._size else []
         self._e = [self._size] if value and self._size else []
 
-    def find(self, value: int, start: int = 0, stop: int | None = None) -> int:
-        """The lowest index in ``[start, stop)`` whose bit is ``value``, or -1."""
+    def find(self, value: int, start: int = 0, stop: int | None = None, right: bool = False) -> int:
+        """The lowest index in ``[start, stop)`` whose bit is ``value`` (the highest with
+        ``right``, as bitarray's ``find(..., right=True)``), or -1."""
+        if right:
+            return self._rfind(value, start, stop)
         # (clipping inlined: find() is the backends' inner loop)
         if stop is None or stop > self._size:
             stop = self._size
@@ -88,6 +91,21 @@ class RunMap:
         k = bisect_right(s, start) - 1  # the run holding start, if any
         pos = e[k] if k >= 0 and e[k] > start else start
         return pos if pos < stop else -1
+
+    def _rfind(self, value: int, start: int, stop: int | None) -> int:
+        start, stop = self._clip(start, stop)
+        if start >= stop:
+            return -1
+        s, e = self._s, self._e
+        k = bisect_left(s, stop) - 1  # the last run starting before stop
+        if value:
+            if k >= 0 and e[k] > start:
+                return min(e[k], stop) - 1
+            return -1
+        last = stop - 1
+        if k >= 0 and e[k] > last:  # last lies in run k: the zero just below it
+            last = s[k] - 1
+        return last if last >= start else -1
 
     def count(self, value: int = 1, start: int = 0, stop: int | None = None) -> int:
         """The number of ``value`` bits in ``[start, stop)``."""

@@ -38,6 +38,7 @@ def test_runmap_behaves_like_bitarray(init, ops):
             runs.setall(v)
         elif op == "find":
             assert runs.find(v, a, b) == model.find(v, a, b)
+            assert runs.find(v, a, b, right=True) == model.find(v, a, b, right=True)
         elif op == "count":
             assert runs.count(v, a, b) == (model.count(v, a, b) if a < b else 0)
         elif op == "get" and a < SIZE:

@@ -182,11 +182,16 @@ class Linux2625(Srat2625):
                 elif value.startswith("noacpi"):
                     self.srat_off = True
                 elif value.startswith("fake="):
-                    raise BootemuError(f"{self.machine.source}: kernel.cmdline: numa=fake= "
-                                       "(NUMA emulation) is not modelled by numa64")
+                    self.numa_fake(value[5:])
             elif param == "memmap":
                 raise BootemuError(f"{self.machine.source}: kernel.cmdline: memmap= is not "
                                    "modelled by numa64")
+
+    def numa_fake(self, spec: str) -> None:
+        """``numa=fake=``: NUMA emulation of 2008 (numa_64.c numa_emulation()) is not modelled;
+        the 6.1 profile overrides this."""
+        raise BootemuError(f"{self.machine.source}: kernel.cmdline: numa=fake= (NUMA "
+                           f"emulation) is not modelled by numa64 profile {self.PROFILE}")
 
     def parse_mem(self, boot: Boot, value: str) -> None:
         """e820_64.c parse_memopt(), 2.6.25: ``end_user_pfn = memparse() >> PAGE_SHIFT``."""
@@ -310,11 +315,13 @@ class Linux2625(Srat2625):
         self.free_ram(boot, allocator)
         for node, addr in sorted(self.pgdat.items()):
             allocator.reserve(addr=addr, size=self.cfg.pgdat_size,
-                              node=self.pgdat_owner(node, addr), exclusive=False)
+                              node=self.pgdat_owner(node, addr), exclusive=False,
+                              label=f"NODE_DATA({node})")
         for r in requests:
             addr = pfn_phys(self.placements[r.key])
             node = r.node if r.node is not None else self.phys_to_nid(addr)
-            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False)
+            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False,
+                              label=f"bootmem bitmap {r.key}")
 
     def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """Usable RAM into the bitmaps, the way ``kernel.free_ram`` says.
@@ -349,7 +356,8 @@ class Linux2625(Srat2625):
             if node is None:  # not RAM the kernel manages (e.g. below a ZONE_ALIGN start)
                 continue
             boot.trace("numa.reserve_early", name=name, start=start, end=end, node=node)
-            allocator.reserve(addr=start, size=end - start, node=node, exclusive=False)
+            allocator.reserve(addr=start, size=end - start, node=node, exclusive=False,
+                              label=name)
 
     # ---------------------------------------------------------------------------------------
     # allocate
