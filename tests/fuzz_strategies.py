@@ -38,7 +38,7 @@ KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 MAX_SECONDS = 120.0
 MAX_RSS_BYTES = 3 * GiB
 
-ALLOCATORS = ("bootmem", "bootmem2", "bootmem2-perblock", "memblock")
+ALLOCATORS = ("bootmem", "bootmem2", "bootmem2-perblock", "bootmem2-rfc1", "memblock")
 E820_TYPES = ("usable", "reserved", "acpi", "nvs", "unusable", "pmem", "pram", "soft-reserved")
 
 
