@@ -313,3 +313,20 @@ def test_compare_with_a_failing_backend_prints_one_line():
     code, _, err, _ = run_cli(["compare", "qemu-pc-1g-i386", "--allocators", "bootmem,memblock"])
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("bootemu: qemu-pc-1g-i386 on memblock: panic: kernel BUG")
+
+
+def test_sweep_runs_a_boot_in_a_child_and_reports_its_numbers():
+    # One small row: 1 TiB on 6.1/memblock (about 120 requests). The columns are parsed, not
+    # compared with times: RAM is 1 TiB less the 3G-4G hole and the top GiB, in GiB.
+    code, out, err, _ = run_cli(
+        ["bench", "--sweep", "--sizes", "1", "--profiles", "6.1", "--allocators", "memblock"]
+    )
+    assert code == 0 and err == ""
+    head, row = out.splitlines()
+    assert head.split()[:3] == ["TiB", "profile", "allocator"]
+    tib, profile, alloc, ram_gib, requests, outcome, seconds, cpu, rss = row.split()
+    assert (tib, profile, alloc, outcome) == ("1", "6.1", "memblock", "ok")
+    # RAM: [0, 0x9fc00) less page 0 (6.1's trim_bios_range) -> 158 pages; [1M, 3G) ->
+    # 786176; [4G, 1023G) -> 1019 * 262144 = 267124736
+    assert float(ram_gib) == round((158 + 786176 + 1019 * 262144) / (1 << 18), 1)
+    assert int(requests) > 0 and float(seconds) > 0 and float(rss) > 0
