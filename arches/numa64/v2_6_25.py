@@ -445,6 +445,11 @@ class Linux2625(Srat2625):
         size = self.cfg.percpu_size
         boot.printk("percpu.size", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
         online = self.memory_nodes()
+        if not online:
+            # No node holds a page of RAM (SRAT ranges that cover no whole page): the
+            # node-local request falls back to every node, finds nothing and panics as
+            # __alloc_bootmem() does (mm/bootmem.c, 2.6.25).
+            raise KernelPanic("Out of memory", printk=(f"bootmem alloc of {size} bytes failed!",))
         rr = 0
         for cpu, node in enumerate(self.cpu_nodes()):
             if node not in online:
