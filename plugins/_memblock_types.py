@@ -84,8 +84,13 @@ class GapIndex:
         self._add(0, INF)  # the empty type: one gap over everything
 
     def _keys(self, s: int, e: int, aligns: list[int] | None = None) -> list[tuple[int, int]]:
-        caps = ((a, e - round_up(s, a)) for a in aligns or self.aligns)
-        return [(a, cap.bit_length() - 1) for a, cap in caps if cap > 0]
+        """``(alignment, class)`` of each alignment the gap ``[s, e)`` holds a block of."""
+        out = []
+        for a in aligns or self.aligns:
+            cap = e - (((s - 1) | (a - 1)) + 1)  # e - round_up(s, a)
+            if cap > 0:
+                out.append((a, cap.bit_length() - 1))
+        return out
 
     def _file(self, a: int, c: int, s: int) -> None:
         by_class = self.classes.get(a)
@@ -108,24 +113,41 @@ class GapIndex:
         self.starts.remove(s)
 
     def refresh(self, regions: MemblockType, lo: int, hi: int) -> None:
-        """Coverage changed inside ``[lo, hi)``: replace the gaps touching ``[lo, hi]``."""
-        doomed = []
+        """Coverage changed inside ``[lo, hi)``: replace the gaps touching ``[lo, hi]``.
+
+        A gap that keeps its start and its classes (the common case: a region was added at
+        one end of it, it only got shorter) just gets its new end, without refiling."""
+        old: dict[int, int] = {}
         for s in self.starts.desc(hi + 1):  # gap ends ascend with their starts
             if self.end[s] < lo:
                 break
-            doomed.append(s)
-        for s in doomed:
-            self._drop(s)
+            old[s] = self.end[s]
+        new: list[tuple[int, int]] = []
         pos = regions.prev_end(lo)
         walk = regions.asc(lo)
         while pos <= hi:
             region = next(walk, None)
             nxt = INF if region is None else region[0]
             if nxt > pos and nxt >= lo:
-                self._add(pos, nxt)
+                new.append((pos, nxt))
             if region is None:
                 break
             pos = region[1]
+        fresh = dict(new)
+        kept = set()
+        for s, e in old.items():
+            f = fresh.get(s)
+            if f is not None and self._keys(s, e) == self._keys(s, f):
+                kept.add(s)
+            else:
+                self._drop(s)
+        for s, e in new:
+            if s in kept:
+                self.end[s] = e
+            else:
+                if s in self.end:  # not expected (old holds every gap touching the window)
+                    self._drop(s)
+                self._add(s, e)
 
     def desc(self, hi: int, size: int, align: int) -> Iterator[tuple[int, int]]:
         """Gaps starting below ``hi`` that might hold ``size`` bytes aligned to ``align``
@@ -137,12 +159,20 @@ class GapIndex:
                 for _, c in self._keys(s, self.end[s], [a]):
                     self._file(a, c, s)
         low = max(size, 1).bit_length() - 1
-        classes = self.classes.get(a, {})
-        walks = [cls.desc(hi) for c, cls in classes.items() if c >= low]
-        # a start is in one class per alignment: the merge has no ties
-        for s in heapq.merge(*walks, reverse=True):
-            e = self.end[s]
-            if e - round_up(s, a) >= size:
+        fit = [cls for c, cls in self.classes.get(a, {}).items() if c >= low and cls]
+        if len(fit) == 1:
+            walk = fit[0].desc(hi)
+        elif sum(map(len, fit)) == len(self.starts):
+            # every gap is in a fitting class (small requests): the starts, no merge
+            walk = self.starts.desc(hi)
+        else:
+            # a start is in one class per alignment: the merge has no ties
+            walk = heapq.merge(*(cls.desc(hi) for cls in fit), reverse=True)
+        end = self.end
+        for s in walk:
+            e = end[s]
+            cap = e - round_up(s, a)
+            if cap >= size and cap > 0:  # cap > 0: filed at all (a zero-size request)
                 yield s, e
 
 
@@ -169,6 +199,7 @@ class MemblockType:
         self.nid: dict[int, int] = {}
         self.array: int | None = None
         self.gaps = GapIndex() if indexed else None
+        self._flat: tuple[list[int], list[int], list[int]] | None = None
 
     @property
     def cnt(self) -> int:
@@ -205,7 +236,16 @@ class MemblockType:
             b = self.bases.lower(b)
         return 0 if b is None else self.end[b]
 
+    def flat(self) -> tuple[list[int], list[int], list[int]]:
+        """Bases, ends and nids as plain lists, rebuilt after a change: for ``memory`` (a
+        few regions, changed a few times a boot, searched on every request)."""
+        if self._flat is None:
+            bases = list(self.bases)
+            self._flat = bases, [self.end[b] for b in bases], [self.nid[b] for b in bases]
+        return self._flat
+
     def _changed(self, lo: int, hi: int) -> None:
+        self._flat = None
         if self.gaps is not None:
             self.gaps.refresh(self, lo, hi)
 
@@ -266,6 +306,7 @@ class MemblockType:
             self.end[addr] = self.end[b]
             self.nid[addr] = self.nid[b]
             self.end[b] = addr
+            self._flat = None
 
     def delete(self, lo: int, hi: int) -> None:
         """memblock_remove_region() for the regions starting in ``[lo, hi)`` (an emptied type

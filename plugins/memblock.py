@@ -215,13 +215,15 @@ class Memblock:
         if not t.bases:  # the empty array's dummy region is simply overwritten
             t.fill([(base, end)], nid)
             return 0
-        nr_new = len(t.uncovered(base, end))
-        if not nr_new:
+        pieces = t.uncovered(base, end)
+        if not pieces:
             return 0
-        while t.cnt + nr_new > t.max:
-            if self.double_array(t, base, size) < 0:
-                return ENOMEM
-        t.fill(t.uncovered(base, end), nid)  # the second pass: the array may have changed
+        if t.cnt + len(pieces) > t.max:
+            while t.cnt + len(pieces) > t.max:
+                if self.double_array(t, base, size) < 0:
+                    return ENOMEM
+            pieces = t.uncovered(base, end)  # the second pass: the array has changed
+        t.fill(pieces, nid)
         return 0
 
     def isolate_range(self, t: MemblockType, base: int, size: int) -> tuple[int, int] | None:
@@ -310,17 +312,17 @@ class Memblock:
         clamps a range to ``[start, end]`` and needs ``size`` bytes there, so none of those
         could fit (see plugins._memblock_types).
         """
-        mem = self.memory
+        bases, ends, nids = self.memory.flat()
         assert self.reserved.gaps is not None
         for gs, ge in self.reserved.gaps.desc(hi, size, align):
             if ge <= lo:
                 return
             s, e = max(gs, lo), min(ge, hi)
-            for mb, me, mn in mem.desc(e):
-                if me <= s:
-                    break
-                if nid in (NUMA_NO_NODE, mn):
-                    yield max(mb, s), min(me, e), mn
+            i = bisect.bisect_left(bases, e) - 1
+            while i >= 0 and ends[i] > s:
+                if nid in (NUMA_NO_NODE, nids[i]):
+                    yield max(bases[i], s), min(ends[i], e), nids[i]
+                i -= 1
 
     def free_ranges(self, nid: int, lo: int = 0) -> Iterator[tuple[int, int, int]]:
         """for_each_free_mem_range(): the same ranges ascending, from ``lo`` up."""
