@@ -60,6 +60,25 @@ def free_pages_chunks(start: int, end: int, top: int) -> Iterator[tuple[int, int
         pos = stop
 
 
+def _merge_below(sets: list[SortedKeys], hi: int) -> Iterator[int]:
+    """The keys below ``hi`` of disjoint sets, descending: a heap of each set's next key
+    (a neighbour search per step: cheaper than a generator per set, most walks stop early)."""
+    heap = []
+    for k, keys in enumerate(sets):
+        x = keys.lower(hi)
+        if x is not None:
+            heap.append((-x, k))
+    heapq.heapify(heap)
+    while heap:
+        neg, k = heap[0]
+        yield -neg
+        x = sets[k].lower(-neg)
+        if x is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (-x, k))
+
+
 class GapIndex:
     """The non-empty gaps between the regions of one type, filed by what they can hold.
 
@@ -166,8 +185,7 @@ class GapIndex:
             # every gap is in a fitting class (small requests): the starts, no merge
             walk = self.starts.desc(hi)
         else:
-            # a start is in one class per alignment: the merge has no ties
-            walk = heapq.merge(*(cls.desc(hi) for cls in fit), reverse=True)
+            walk = _merge_below(fit, hi)
         end = self.end
         for s in walk:
             e = end[s]

@@ -93,7 +93,10 @@ class SortedKeys:
 
     def lower(self, x: int) -> int | None:
         """The largest key ``< x``, or None."""
-        i = bisect_left(self._maxes, x)
+        maxes = self._maxes
+        if maxes and maxes[-1] < x:  # above every key (a search from the top)
+            return maxes[-1]
+        i = bisect_left(maxes, x)
         if i < len(self._maxes):
             chunk = self._lists[i]
             j = bisect_left(chunk, x)

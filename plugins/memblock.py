@@ -311,18 +311,24 @@ class Memblock:
         ``align`` are skipped, and so are those above ``hi`` and below ``lo``: the search
         clamps a range to ``[start, end]`` and needs ``size`` bytes there, so none of those
         could fit (see plugins._memblock_types).
+
+        As the kernel's walk, memory regions outside (highest first, regions of other nodes
+        skipped), the gaps of ``reserved`` inside each: the pieces are disjoint, so this is
+        the kernel's descending order, and a request for one node of many interleaved ones
+        never visits the gaps lying in the other nodes' memory.
         """
         bases, ends, nids = self.memory.flat()
-        assert self.reserved.gaps is not None
-        for gs, ge in self.reserved.gaps.desc(hi, size, align):
-            if ge <= lo:
-                return
-            s, e = max(gs, lo), min(ge, hi)
-            i = bisect.bisect_left(bases, e) - 1
-            while i >= 0 and ends[i] > s:
-                if nid in (NUMA_NO_NODE, nids[i]):
-                    yield max(bases[i], s), min(ends[i], e), nids[i]
-                i -= 1
+        gaps = self.reserved.gaps
+        assert gaps is not None
+        i = bisect.bisect_left(bases, hi) - 1
+        while i >= 0 and ends[i] > lo:
+            if nid in (NUMA_NO_NODE, nids[i]):
+                s, e = max(bases[i], lo), min(ends[i], hi)
+                for gs, ge in gaps.desc(e, size, align):
+                    if ge <= s:
+                        break
+                    yield max(gs, s), min(ge, e), nids[i]
+            i -= 1
 
     def free_ranges(self, nid: int, lo: int = 0) -> Iterator[tuple[int, int, int]]:
         """for_each_free_mem_range(): the same ranges ascending, from ``lo`` up."""
