@@ -111,6 +111,15 @@ class GapIndex:
                 out.append((a, cap.bit_length() - 1))
         return out
 
+    def _same_classes(self, s: int, e: int, f: int) -> bool:
+        """Whether the gaps ``[s, e)`` and ``[s, f)`` are filed alike (:meth:`_keys`): the
+        same capacity bit length for every alignment, 0 standing for "not filed"."""
+        for a in self.aligns:
+            r = ((s - 1) | (a - 1)) + 1  # round_up(s, a)
+            if max(e - r, 0).bit_length() != max(f - r, 0).bit_length():
+                return False
+        return True
+
     def _file(self, a: int, c: int, s: int) -> None:
         by_class = self.classes.get(a)
         if by_class is None:
@@ -143,20 +152,23 @@ class GapIndex:
             old[s] = self.end[s]
         new: list[tuple[int, int]] = []
         pos = regions.prev_end(lo)
-        walk = regions.asc(lo)
+        bases, ends = regions.bases, regions.end
+        b = bases.floor(lo)  # then the regions ending above lo, one neighbour search each
+        if b is None or ends[b] <= lo:
+            b = bases.higher(lo)
         while pos <= hi:
-            region = next(walk, None)
-            nxt = INF if region is None else region[0]
+            nxt = INF if b is None else b
             if nxt > pos and nxt >= lo:
                 new.append((pos, nxt))
-            if region is None:
+            if b is None:
                 break
-            pos = region[1]
+            pos = ends[b]
+            b = bases.higher(b)
         fresh = dict(new)
         kept = set()
         for s, e in old.items():
             f = fresh.get(s)
-            if f is not None and self._keys(s, e) == self._keys(s, f):
+            if f is not None and self._same_classes(s, e, f):
                 kept.add(s)
             else:
                 self._drop(s)
