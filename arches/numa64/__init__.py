@@ -71,14 +71,15 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from arches.numa64.v2_6_25 import Linux2625
+from arches.numa64.kernel_2625 import Linux2625
+from arches.numa64.v2_6_25 import Numa64Base
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.models import BootemuError, Machine
 from bootemu.units import parse_size
 
 #: The profiles this arch knows, and the class that boots each.
-PROFILES: dict[str, type[Linux2625]] = {"2.6.25": Linux2625, "6.1": Linux61}
+PROFILES: dict[str, type[Numa64Base]] = {"2.6.25": Linux2625, "6.1": Linux61}
 
 FREE_RAM_CHOICES = ("node", "generic")
 SRAT_CHECK_CHOICES = ("memblks", "hulls")
@@ -102,9 +103,41 @@ class Config:
     data_size: int
     init_size: int
     mp_table: int
+    smp_cache_bytes: int
+    pageblock_order: int
+    nodes_shift: int
+    ebda: int
+    ebda_kb: int
+    nr_ioapics: int
+    command_line_size: int
+    vga_cols: int
+    vga_rows: int
+    smp: bool
+    acpi_sleep: bool
+    hpet: bool
+    hotplug_cpu: bool
 
 
 _SIZE_KEYS = tuple(f.name for f in fields(Config) if f.type == "int")
+_BOOL_KEYS = tuple(f.name for f in fields(Config) if f.type == "bool")
+
+#: Defaults of the keys only the 2.6.25 profile reads (its traced 2008 x86_64 build under
+#: SeaBIOS/QEMU; import-dmesg fills them from the log, the .config and the System.map).
+DEFAULTS_2625: dict[str, Any] = {
+    "smp_cache_bytes": 128,  # 1 << CONFIG_X86_L1_CACHE_SHIFT (7)
+    "pageblock_order": 10,  # MAX_ORDER - 1 without CONFIG_HUGETLB_PAGE; 9 with it
+    "nodes_shift": 6,  # CONFIG_NODES_SHIFT
+    "ebda": 0x9FC00,  # the BIOS data area's EBDA segment << 4 (SeaBIOS: 0x9fc00)
+    "ebda_kb": 1,  # the EBDA's own size word, KiB
+    "nr_ioapics": 1,  # "IOAPIC[0]: ..." lines
+    "command_line_size": -1,  # strlen(boot_command_line); -1: that of kernel.cmdline
+    "vga_cols": 80,  # "Console: colour VGA+ 80x25"; 0 = no VGA console
+    "vga_rows": 25,
+    "smp": True,  # CONFIG_SMP (the trampoline early_res)
+    "acpi_sleep": True,  # CONFIG_ACPI_SLEEP (two low pages for the wakeup code)
+    "hpet": True,  # CONFIG_HPET_TIMER and an ACPI HPET table ("ACPI: HPET id: ...")
+    "hotplug_cpu": True,  # CONFIG_HOTPLUG_CPU ("SMP: Allowing N CPUs, M hotplug CPUs")
+}
 
 
 def read_config(machine: Machine, defaults: dict[str, Any]) -> Config:
@@ -134,10 +167,18 @@ def read_config(machine: Machine, defaults: dict[str, Any]) -> Config:
             raise bad("cpu_nodes", f"{raw!r} is not a comma-separated list of nodes") from None
         if not values["cpu_nodes"] or min(values["cpu_nodes"]) < 0:
             raise bad("cpu_nodes", f"{raw!r} names no node or a negative node")
+    defaults = {**DEFAULTS_2625, **defaults}
     for key in _SIZE_KEYS:
         value = kernel.get(key, None)
         values[key] = defaults[key] if value is None else parse_size(
             value, f"{machine.source}: kernel.{key}")
+    for key in _BOOL_KEYS:
+        value = kernel.get(key, defaults[key])
+        if not isinstance(value, bool):
+            raise bad(key, f"{value!r} is not true or false")
+        values[key] = value
+    if values["command_line_size"] == -1 or kernel.get("command_line_size", None) is None:
+        values["command_line_size"] = len(str(kernel.cmdline).encode())
     cfg = Config(**values)
     if cfg.image_start % 4096 or cfg.image_size == 0:
         raise bad("image_start", "the kernel image must start on a page and be non-empty")
@@ -149,6 +190,12 @@ def read_config(machine: Machine, defaults: dict[str, Any]) -> Config:
         raise bad("struct_page_size", f"{cfg.struct_page_size} is not a plausible size")
     if cfg.mp_table >= 1 << 20 or cfg.mp_table % 16:
         raise bad("mp_table", f"{cfg.mp_table:#x} is not a 16-byte aligned address below 1 MiB")
+    if cfg.smp_cache_bytes & (cfg.smp_cache_bytes - 1) or not 8 <= cfg.smp_cache_bytes <= 4096:
+        raise bad("smp_cache_bytes", f"{cfg.smp_cache_bytes} is not a power of two in [8, 4096]")
+    if not 1 <= cfg.pageblock_order <= 10:
+        raise bad("pageblock_order", f"{cfg.pageblock_order} is not in [1, MAX_ORDER - 1]")
+    if not 0 <= cfg.nodes_shift <= 10:
+        raise bad("nodes_shift", f"{cfg.nodes_shift} is not in [0, 10]")
     if cfg.initrd_size and not cfg.initrd_start:
         raise bad("initrd_start", "an initrd needs a start address")
     for i, m in enumerate(machine.numa):
@@ -161,11 +208,11 @@ class Numa64(ProfileArch):
     """numa64: 64-bit NUMA (x86_64 style): e820 + SRAT, zones DMA/DMA32/Normal, no highmem.
 
     The plugin is a thin shell (:class:`bootemu.archbase.ProfileArch`): each hook hands its
-    phase to the profile's kernel object (:class:`~arches.numa64.v2_6_25.Linux2625` or
+    phase to the profile's kernel object (:class:`~arches.numa64.kernel_2625.Linux2625` or
     :class:`~arches.numa64.v6_1.Linux61`), created when the machine is checked.
     """
 
-    def make_profile(self, machine: Machine) -> Linux2625:
+    def make_profile(self, machine: Machine) -> Numa64Base:
         """Pick the profile's kernel and validate the ``[kernel]`` keys."""
         cls = PROFILES.get(machine.kernel.profile)
         if cls is None:

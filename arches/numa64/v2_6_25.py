@@ -88,8 +88,11 @@ def blocks_from(ram: list[tuple[int, int]], memblks: list[tuple[int, int, int]])
     return sorted(Block(s, e, n) for n, rs in per_node.items() for s, e in merge_ranges(rs))
 
 
-class Linux2625(Srat2625):
-    """The 2008 kernel: data sheet (constants, defaults) plus the routines of each phase."""
+class Numa64Base(Srat2625):
+    """The first numa64 model of a 2008 kernel, built from hand arithmetic: the routines the
+    ``6.1`` profile still inherits (bitmap placement, node-by-node frees, the layout), kept as
+    they were so that 6.1 stays exact. The ``2.6.25`` profile itself is
+    :class:`arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
 
     PROFILE = "2.6.25"
     #: Defaults of a 2008 x86_64 distribution build. [I] marks an assumption, not a fact read
@@ -473,4 +476,4 @@ class Linux2625(Srat2625):
         boot.printk("mm.summary", line, free_pages=free, reserved_pages=reserved)
 
 
-__all__ = ["GiB", "Linux2625", "Numa", "blocks_from", "pieces"]
+__all__ = ["GiB", "Numa", "Numa64Base", "blocks_from", "pieces"]

@@ -37,8 +37,8 @@ from arches.numa64.v2_6_25 import (
     MAX_DMA32_PFN,
     MAX_DMA_PFN,
     SECTION_PAGES,
-    Linux2625,
     Numa,
+    Numa64Base as Linux2625,  # the routines 6.1 shares with the first 2008 model
     blocks_from,
     pieces,
 )
