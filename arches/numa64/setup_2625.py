@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bootemu import e820
 from bootemu.models import (
     PAGE_SIZE,
     AllocRequest,
@@ -69,6 +70,7 @@ class Setup2625:
     end_pfn: int
     end_pfn_map: int
     placements: dict[str, int]
+    bootmap_at: dict[int, tuple[int, int]]
     if TYPE_CHECKING:  # provided by the kernel class
         lay: Layout
 
@@ -220,7 +222,7 @@ class Setup2625:
                 placements[r.key] = self.place_bitmap(boot, r)
         self.placements = placements
         allocator.enable(placements=placements)
-        self.online = []
+        self.online, self.bootmap_at = [], {}
         for node in nodes + [None]:
             if node is None:  # "Try again in case setup_node_bootmem missed one"
                 for again in nodes:
@@ -228,6 +230,8 @@ class Setup2625:
                         self.setup_node_bootmem(boot, allocator, again, None)
                 break
             self.setup_node_bootmem(boot, allocator, node, plan[node])
+        if cfg.free_ram == "generic":
+            self.free_generic(boot, allocator)
         if boot.allocator_name != "bootmem":
             for r in requests:  # the backend's own bitmaps
                 addr = pfn_phys(placements[r.key])
@@ -264,6 +268,10 @@ class Setup2625:
         mapsize = round_up((pfn_down(end) - pfn_down(start) + 7) // 8, 8)
         boot.printk("numa.node.bootmap", f"  bootmap [{bmap:016x} -  {bmap + mapsize - 1:016x}]"
                     f" pages {pages:x}", node=node, start=bmap, pages=pages)
+        self.online.append(node)
+        self.bootmap_at[node] = (bmap, pages * PAGE_SIZE)
+        if cfg.free_ram == "generic":
+            return  # RAM is freed, and these reserved, once every node has its bitmap
         for s, e in self.node_map.ranges(node):
             # 2.6.25 quirk: setup_node_bootmem() passes the node's end *address* as the
             # max_low_pfn of free_bootmem_with_active_regions(), so no range is ever cut.
@@ -271,7 +279,20 @@ class Setup2625:
                 allocator.free(addr=pfn_phys(s), size=pfn_phys(min(e, end) - s), node=node)
         allocator.reserve(addr=pgdat, size=cfg.pgdat_size, node=node, exclusive=False)
         allocator.reserve(addr=bmap, size=pages * PAGE_SIZE, node=node, exclusive=False)
-        self.online.append(node)
+
+    def free_generic(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """``kernel.free_ram = "generic"`` (not what x86_64 does; the seed's scenario): once
+        every node's bitmap exists, free_bootmem() of each e820 RAM entry, as x86_32's
+        register_bootmem_low_pages() does for its one node; 2.6.25's free_bootmem() clears
+        the range in every node whose span holds it. Then NODE_DATA and the bootmaps are
+        reserved on their nodes."""
+        for s, e in e820.ram_pfn_ranges(boot.e820, limit_pfn=self.end_pfn):
+            allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
+        for node in self.online:
+            allocator.reserve(addr=self.pgdat[node], size=self.cfg.pgdat_size, node=node,
+                              exclusive=False)
+            bmap, size = self.bootmap_at[node]
+            allocator.reserve(addr=bmap, size=size, node=node, exclusive=False)
 
     # ---------------------------------------------------------------------------------------
     # reserve: early_res_to_bootmem() and the reservations that follow it in setup_arch()
@@ -287,8 +308,15 @@ class Setup2625:
             return
         node = self.memnode_nid(phys)
         boot.trace("numa.reserve_early", name=name, start=phys, end=phys + size, node=node)
-        if node is not None and node in self.online:
+        if node is None or node not in self.online:
+            pass
+        elif boot.allocator_name == "bootmem":
             allocator.reserve(addr=phys, size=size, node=node, exclusive=False)
+        else:  # the other backends know RAM blocks, not spans: reserve the RAM pieces only
+            for s, e, owner in self.lay.node_pieces(pfn_down(phys), -(-(phys + size) // PAGE_SIZE)):
+                if owner is not None:
+                    lo, hi = max(phys, pfn_phys(s)), min(phys + size, pfn_phys(e))
+                    allocator.reserve(addr=lo, size=hi - lo, node=owner, exclusive=False)
         if phys + size <= MAX_DMA_PFN * PAGE_SIZE:
             self.dma_reserve += size // PAGE_SIZE
 
