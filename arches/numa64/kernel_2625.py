@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from arches.numa64.mm_2625 import Mm2625
 from arches.numa64.setup_2625 import Setup2625
-from arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, max_active_regions
+from arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, early_bug, max_active_regions
 from arches.numa64.v2_6_25 import Numa64Base, blocks_from
 from bootemu import e820
 from bootemu.models import Layout, Machine, pfn_phys
@@ -30,6 +30,7 @@ from bootemu.models import Layout, Machine, pfn_phys
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from arches.numa64 import Config
     from bootemu.boot import Boot
+    from bootemu.plugins import AllocatorFacade
 
 #: e820_register_active_regions(0, 0, -1UL): every pfn.
 ULONG_MAX_PFN = (1 << 64) - 1
@@ -64,6 +65,20 @@ class Linux2625(Mm2625, Setup2625, Numa64Base):
         self.nr_kernel_pages = self.nr_all_pages = self.totalram_pages = 0
         self.zone_present: list[tuple[int, int, int]] = []
 
+    # A BUG() before trap_init() (all of setup_arch()) is caught by the early IDT handler,
+    # which prints "PANIC: early exception 06 rip ..." and halts (head64.c, head_64.S).
+    def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        with early_bug():
+            super().register(boot, allocator)
+
+    def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        with early_bug():
+            super().enable(boot, allocator)
+
+    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        with early_bug():
+            super().reserve(boot, allocator)
+
     def phys_to_nid(self, addr: int) -> int | None:
         """phys_to_nid(): the memnodemap."""
         return self.memnode_nid(addr)
@@ -72,6 +87,10 @@ class Linux2625(Mm2625, Setup2625, Numa64Base):
         """setup_arch() from e820_register_active_regions(0, 0, -1UL) to the end of
         acpi_scan_nodes()'s checks; the layout's blocks are the RAM of each accepted SRAT
         range (what the checks call a node's memory), the zones those of the node map."""
+        with early_bug():
+            return self._layout(boot)
+
+    def _layout(self, boot: Boot) -> Layout:
         self.register_active_regions(boot, 0, 0, ULONG_MAX_PFN)
         self.end_pfn = self.end_of_ram_2625(boot)
         self.early_reservations(boot)

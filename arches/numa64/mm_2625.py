@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from arches.numa64.setup_2625 import DMA_GOAL, MAX_DMA_PFN
+from arches.numa64.srat_2625 import early_bug
 from arches.x86_32 import mm
 from bootemu import e820
 from bootemu.models import PAGE_SHIFT, PAGE_SIZE, AllocRequest
@@ -223,6 +224,19 @@ class Mm2625:
         e820_reserve_resources(), e820_setup_gap(); then start_kernel():
         setup_command_line(), setup_per_cpu_areas(), build_all_zonelists(), pidhash_init(),
         con_init()."""
+        with early_bug():  # everything before trap_init()
+            self.setup_arch_allocs(boot, allocator)
+        self.pidhash(boot, allocator)
+        cfg, cache = self.cfg, self.cfg.smp_cache_bytes
+        if cfg.vga_cols:  # con_init(): MIN_NR_CONSOLES (1) vc_data and its screen buffer
+            self._alloc(allocator, VC_DATA_SIZE, cache, DMA_GOAL, "__alloc_bootmem", None,
+                        "con_init", "vc_data")
+            self._alloc(allocator, cfg.vga_cols * cfg.vga_rows * 2, cache, DMA_GOAL,
+                        "__alloc_bootmem", None, "con_init", "screen buffer")
+        self.pci_iommu_alloc(boot, allocator)
+
+    def setup_arch_allocs(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """setup_arch() from paging_init() on, start_kernel() up to build_all_zonelists()."""
         cfg = self.cfg
         any_ = "__alloc_bootmem"
         self.sparse_init(boot, allocator)
@@ -248,13 +262,6 @@ class Mm2625:
                         "setup_command_line", name)
         self.per_cpu_areas(boot, allocator)
         self.build_all_zonelists(boot)
-        self.pidhash(boot, allocator)
-        if cfg.vga_cols:  # con_init(): MIN_NR_CONSOLES (1) vc_data and its screen buffer
-            self._alloc(allocator, VC_DATA_SIZE, cache, DMA_GOAL, any_, None, "con_init",
-                        "vc_data")
-            self._alloc(allocator, cfg.vga_cols * cfg.vga_rows * 2, cache, DMA_GOAL, any_,
-                        None, "con_init", "screen buffer")
-        self.pci_iommu_alloc(boot, allocator)
 
     def cpu_node_2625(self, cpu: int, node: int) -> int | None:
         """early_cpu_to_node() at setup_per_cpu_areas(): the SRAT node when it is online

@@ -20,6 +20,8 @@ Mixed into :class:`arches.numa64.v2_6_25.Linux2625`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,6 +62,19 @@ def max_active_regions(nodes_shift: int) -> int:
     at least 32, else 256."""
     numnodes = 1 << nodes_shift
     return numnodes * 50 if numnodes >= 32 else 256
+
+
+@contextmanager
+def early_bug() -> Iterator[None]:
+    """A BUG() raised inside: printed as the early exception the kernel shows."""
+    try:
+        yield
+    except KernelBug as exc:
+        if any(line.startswith(EARLY_BUG) for line in exc.printk):
+            raise
+        fn = exc.where.split(": ")[-1]
+        raise KernelBug(exc.where, exc.reason, printk=[
+            f"{EARLY_BUG} (invalid opcode: BUG() in {fn})", *exc.printk]) from exc
 
 
 class NodeMap:
@@ -356,5 +371,5 @@ class _Parsed:
     memblks: list[tuple[int, int, int]]
 
 
-__all__ = ["EARLY_BUG", "NODE_MIN_SIZE", "NodeMap", "Numa", "Srat2625", "max_active_regions",
-           "pieces"]
+__all__ = ["EARLY_BUG", "NODE_MIN_SIZE", "NodeMap", "Numa", "Srat2625", "early_bug",
+           "max_active_regions", "pieces"]

@@ -38,10 +38,10 @@ from arches.numa64.v2_6_25 import (
     MAX_DMA_PFN,
     SECTION_PAGES,
     Numa,
-    Numa64Base as Linux2625,  # the routines 6.1 shares with the first 2008 model
     blocks_from,
     pieces,
 )
+from arches.numa64.v2_6_25 import Numa64Base as Linux2625  # what 6.1 shares with 2008
 from arches.numa64.v6_1_mm import NR_CPUS, Mm61
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
