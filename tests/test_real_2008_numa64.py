@@ -210,3 +210,102 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a tool for people, not a
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main(sys.argv))
+
+
+# --------------------------------------------------------------------------------------------
+# Other layouts on the same kernels (no real boot of them is shared: the expectations are the
+# kernel's arithmetic, written out)
+
+G = 1 << 30
+
+
+def variant(kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "",
+            cpus: str | None = None) -> tuple[Any, list[str]]:
+    """The seed guest (its e820, CPUs, image) imported with ``kernel``'s artifacts, with
+    another SRAT and command line; booted on bootmem."""
+    import dataclasses
+
+    from bootemu.models import NumaMemory
+    from bootemu.sequencer import boot_machine
+
+    art = DATA / "kernels" / kernel
+    machine, _ = import_dmesg(real_log("tn2625s_seed_8g"), source="variant.log", arch=None,
+                              profile=None, overrides=(), kconfig=read_kconfig(art / "config"),
+                              system_map=read_system_map(art / "System.map"))
+    cfg = dict(machine.kernel.config)
+    cfg["command_line_size"] += len(cmdline) + 1 if cmdline else 0  # appended to the real one
+    if cpus:
+        cfg["cpu_nodes"] = cpus
+    kernel_spec = dataclasses.replace(machine.kernel, cmdline=cmdline, config=tuple(cfg.items()))
+    machine = dataclasses.replace(machine, kernel=kernel_spec,
+                                  numa=tuple(NumaMemory(n, s, e) for n, s, e in numa))
+    with structlog.testing.capture_logs() as events:
+        result = boot_machine(machine, allocator="bootmem")
+    return result, [ln for e in events if "dmesg" in e for ln in str(e["dmesg"]).split("\n")]
+
+
+SEED = [(0, 0, 2 * G), (1, 2 * G, 4 * G), (0, 4 * G, 6 * G), (1, 6 * G, 9 * G)]
+#: Four nodes alternating by GiB; node 3's only range is [3G, 4G), the PCI hole of the guest.
+MEMORYLESS = [(0, 0, G), (1, G, 2 * G), (2, 2 * G, 3 * G), (3, 3 * G, 4 * G), (0, 4 * G, 5 * G),
+              (1, 5 * G, 6 * G), (2, 6 * G, 7 * G), (0, 7 * G, 8 * G), (1, 8 * G, 9 * G)]
+
+
+def test_memoryless_node_bugs_the_srat_patch_kernel() -> None:
+    """setup_node_bootmem(3, 3G, 4G): find_e820_area() finds no RAM in [3G, 4G), so
+    early_node_mem() falls back to __alloc_bootmem_nopanic(0x7000, 128, 16 MiB), served by
+    the first bitmap of bdata_list (node 0's) at the goal, 16 MiB; the bootmap then comes from
+    find_e820_area(16 MiB + 0x7000, 4G): right after it, 0x40000 pfns / 8 = 8 pages; then
+    reserve_bootmem_node(NODE_DATA(3), 16 MiB, ...) BUG()s: addr < node_boot_start (3G)."""
+    result, lines = variant("numa-2625s-trace", MEMORYLESS, cpus="0,1,2,3")
+    assert result.outcome == "panic"
+    assert "reserve_bootmem_core" in result.report["panic_message"]
+    i = lines.index("Bootmem setup node 3 00000000c0000000-0000000100000000")
+    assert lines[i + 1:i + 4] == [
+        "  NODE_DATA [0000000001000000 - 0000000001006fff]",
+        "  bootmap [0000000001007000 -  000000000100efff] pages 8",
+        "PANIC: early exception 06 (invalid opcode: BUG() in reserve_bootmem_core())",
+    ]
+
+
+def test_memoryless_layout_bugs_the_hull_kernel_earlier() -> None:
+    """2.6.25 as released registers node 0's hull [0, 5G) over nodes 1 and 2's RAM: the
+    unsorted early_node_map makes __absent_pages_in_range() BUG() in nodes_cover_memory()."""
+    result, lines = variant("numa-2625-trace", MEMORYLESS, cpus="0,1,2,3")
+    assert result.outcome == "panic"
+    assert "__absent_pages_in_range" in result.report["panic_message"]
+    assert not any(line.startswith("Bootmem setup") for line in lines)
+
+
+def test_numa_off_fakes_one_node() -> None:
+    """numa=off: srat_disabled() silences the SRAT parsing, numa_initmem_init() prints "NUMA
+    turned off" and fakes node 0 over [0, end_pfn << 12) = [0, 9G)."""
+    result, lines = variant("numa-2625s-trace", SEED, cmdline="numa=off")
+    assert result.outcome == "ok" and result.report["violations"] == []
+    assert not any(line.startswith("SRAT: ") for line in lines)
+    i = lines.index("NUMA turned off")
+    assert lines[i + 1] == "Faking a node at 0000000000000000-0000000240000000"
+    assert "Bootmem setup node 0 0000000000000000-0000000240000000" in lines
+
+
+def test_mem_cuts_the_nodes_at_end_pfn() -> None:
+    """mem=3G: end_user_pfn 786432 is above the last RAM page below the hole (786400), so
+    end_pfn = 786400; the SRAT ranges above it register no active range; cutoff_node() cuts
+    node 0 [0, 6G) and node 1 [2G, 9G) at 0xbffe0000; no swiotlb (end_pfn below 4 GiB)."""
+    result, lines = variant("numa-2625s-trace", SEED, cmdline="mem=3G")
+    assert result.outcome == "ok" and result.report["violations"] == []
+    assert "Bootmem setup node 0 0000000000000000-00000000bffe0000" in lines
+    assert "Bootmem setup node 1 0000000080000000-00000000bffe0000" in lines
+    assert not any(line.startswith("Entering add_active_range(0, 1048576") for line in lines)
+    memory = next(line for line in lines if line.startswith("Memory:"))
+    assert memory.startswith("Memory: ") and f"/{786400 * 4}k available" in memory
+    assert not any("software IO TLB" in line for line in lines)
+
+
+@pytest.mark.parametrize("kernel", ["numa-2625-trace", "numa-2625s-trace"])
+def test_two_plain_nodes_boot_on_both_kernels(kernel: str) -> None:
+    """One range per node: both SRAT codes print the same and the node hash has shift 32
+    (starts 0 | 4G); node 0's bootmem is [0, 4G): 2^20 pfns = 32 (0x20) bitmap pages."""
+    result, lines = variant(kernel, [(0, 0, 4 * G), (1, 4 * G, 9 * G)])
+    assert result.outcome == "ok" and result.report["violations"] == []
+    assert "NUMA: Using 32 for the hash shift." in lines
+    assert "  bootmap [000000000000f000 -  000000000002efff] pages 20" in lines
