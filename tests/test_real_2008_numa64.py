@@ -44,21 +44,50 @@ CASES = {
 #: The lines of early memory set-up that x86_64 2.6.25 prints (format strings of e820_64.c,
 #: page_alloc.c, srat_64.c, numa_64.c, init_64.c, setup64.c, pid.c, swiotlb.c, dcache.c,
 #: inode.c); a line is kept when one of them matches it whole.
-MEMORY_LINE = re.compile("|".join((
-    r"BIOS-provided physical RAM map:", r" BIOS-e820: .*", r"user-defined physical RAM map:",
-    r" user: .*", r"Entering add_active_range\(.*", r"end_pfn_map = \d+",
-    r"kernel direct mapping tables up to .*", r"SRAT: .*", r"NUMA: .*",
-    r"Your memory is not aligned .*", r"No NUMA configuration found", r"NUMA turned off",
-    r"Faking a node at .*", r"Bootmem setup node .*", r"  NODE_DATA \[.*", r"  bootmap \[.*",
-    r"Cannot find \d+ bytes in node \d+", r"early res: .*", r"Zone PFN ranges:",
-    r"  (?:DMA|DMA32|Normal)\s+\d+ ->\s+\d+", r"Movable zone start PFN for each node",
-    r"  Node \d+: \d+", r"early_node_map\[\d+\] active PFN ranges", r"\s+\d+:\s+\d+ ->\s+\d+",
-    r"On node \d+ totalpages: \d+", r"  \w+ zone: .*", r"Allocating PCI resources .*",
-    r"SMP: Allowing .*", r"PERCPU: .*", r"Built \d+ zonelists .*", r"Policy zone: .*",
-    r"PID hash table entries: .*", r"PCI-DMA: Using software bounce buffering .*",
-    r"Placing software IO TLB .*", r"Memory: .*", r"reserve_bootmem: illegal .*",
-    r"(?:Dentry cache|Inode-cache) hash table entries: .*", r"PANIC: early exception \w+",
-)))
+MEMORY_LINE = re.compile(
+    "|".join(
+        (
+            r"BIOS-provided physical RAM map:",
+            r" BIOS-e820: .*",
+            r"user-defined physical RAM map:",
+            r" user: .*",
+            r"Entering add_active_range\(.*",
+            r"end_pfn_map = \d+",
+            r"kernel direct mapping tables up to .*",
+            r"SRAT: .*",
+            r"NUMA: .*",
+            r"Your memory is not aligned .*",
+            r"No NUMA configuration found",
+            r"NUMA turned off",
+            r"Faking a node at .*",
+            r"Bootmem setup node .*",
+            r"  NODE_DATA \[.*",
+            r"  bootmap \[.*",
+            r"Cannot find \d+ bytes in node \d+",
+            r"early res: .*",
+            r"Zone PFN ranges:",
+            r"  (?:DMA|DMA32|Normal)\s+\d+ ->\s+\d+",
+            r"Movable zone start PFN for each node",
+            r"  Node \d+: \d+",
+            r"early_node_map\[\d+\] active PFN ranges",
+            r"\s+\d+:\s+\d+ ->\s+\d+",
+            r"On node \d+ totalpages: \d+",
+            r"  \w+ zone: .*",
+            r"Allocating PCI resources .*",
+            r"SMP: Allowing .*",
+            r"PERCPU: .*",
+            r"Built \d+ zonelists .*",
+            r"Policy zone: .*",
+            r"PID hash table entries: .*",
+            r"PCI-DMA: Using software bounce buffering .*",
+            r"Placing software IO TLB .*",
+            r"Memory: .*",
+            r"reserve_bootmem: illegal .*",
+            r"(?:Dentry cache|Inode-cache) hash table entries: .*",
+            r"PANIC: early exception \w+",
+        )
+    )
+)
 #: The kernel prints the exception's registers, which an emulator cannot know: compared up to
 #: the vector (06: invalid opcode, the ud2 of BUG()).
 _PANIC = re.compile(r"(PANIC: early exception \w+).*")
@@ -109,9 +138,15 @@ def emulate(case: str) -> tuple[dict[str, Any], tuple[str, ...], tuple[int, ...]
     from bootemu.sequencer import boot_machine
 
     kernel = DATA / "kernels" / CASES[case]
-    machine, _ = import_dmesg(real_log(case), source=f"{case}.log", arch=None, profile=None,
-                              overrides=(), kconfig=read_kconfig(kernel / "config"),
-                              system_map=read_system_map(kernel / "System.map"))
+    machine, _ = import_dmesg(
+        real_log(case),
+        source=f"{case}.log",
+        arch=None,
+        profile=None,
+        overrides=(),
+        kconfig=read_kconfig(kernel / "config"),
+        system_map=read_system_map(kernel / "System.map"),
+    )
     with structlog.testing.capture_logs() as events:
         result = boot_machine(machine, allocator="bootmem")
     lines = tuple(ln for e in events if "dmesg" in e for ln in str(e["dmesg"]).split("\n"))
@@ -166,8 +201,10 @@ def test_checks_give_the_real_verdict(case: str) -> None:
     text = real_log(case)
     panicked = "PANIC: early exception" in text
     assert (report["outcome"] == "panic") == panicked
-    starts = {int(m.group(2), 16): int(m.group(1)) for m in
-              re.finditer(r"Bootmem setup node (\d+) ([0-9a-f]+)-", text)}
+    starts = {
+        int(m.group(2), 16): int(m.group(1))
+        for m in re.finditer(r"Bootmem setup node (\d+) ([0-9a-f]+)-", text)
+    }
     misplaced = 0
     for c in real_allocs(case):
         if not c.result or not c.core_starts or not machine.numa:
@@ -194,16 +231,20 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a tool for people, not a
         ra = [(c.result, c.core_starts[-1] if c.core_starts else None) for c in real_allocs(case)]
         ga = emulated_allocs(case)
         at = sum(1 for a, b in zip(ra, ga, strict=False) if a == b)
-        print(f"{case}: memory lines {same}/{len(real)} (bootemu {len(got)}), "
-              f"allocations {at}/{len(ra)} (bootemu {len(ga)})")
+        print(
+            f"{case}: memory lines {same}/{len(real)} (bootemu {len(got)}), "
+            f"allocations {at}/{len(ra)} (bootemu {len(ga)})"
+        )
         for i, (a, b) in enumerate(zip(real + [""] * 3, got + [""] * 3, strict=False)):
             if a != b:
                 print(f"  line {i}: real {a!r}\n          bootemu {b!r}")
                 break
         for i, (a, b) in enumerate(zip(ra, ga, strict=False)):
             if a != b:
-                print(f"  alloc {i}: real {a[0]:#x} from {a[1]:#x}, bootemu "
-                      f"{b[0] or 0:#x} from {b[1] or 0:#x}")
+                print(
+                    f"  alloc {i}: real {a[0]:#x} from {a[1]:#x}, bootemu "
+                    f"{b[0] or 0:#x} from {b[1] or 0:#x}"
+                )
                 break
     return 0
 
@@ -219,8 +260,9 @@ if __name__ == "__main__":  # pragma: no cover
 G = 1 << 30
 
 
-def variant(kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "",
-            cpus: str | None = None) -> tuple[Any, list[str]]:
+def variant(
+    kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "", cpus: str | None = None
+) -> tuple[Any, list[str]]:
     """The seed guest (its e820, CPUs, image) imported with ``kernel``'s artifacts, with
     another SRAT and command line; booted on bootmem."""
     import dataclasses
@@ -229,16 +271,23 @@ def variant(kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "",
     from bootemu.sequencer import boot_machine
 
     art = DATA / "kernels" / kernel
-    machine, _ = import_dmesg(real_log("tn2625s_seed_8g"), source="variant.log", arch=None,
-                              profile=None, overrides=(), kconfig=read_kconfig(art / "config"),
-                              system_map=read_system_map(art / "System.map"))
+    machine, _ = import_dmesg(
+        real_log("tn2625s_seed_8g"),
+        source="variant.log",
+        arch=None,
+        profile=None,
+        overrides=(),
+        kconfig=read_kconfig(art / "config"),
+        system_map=read_system_map(art / "System.map"),
+    )
     cfg = dict(machine.kernel.config)
     cfg["command_line_size"] += len(cmdline) + 1 if cmdline else 0  # appended to the real one
     if cpus:
         cfg["cpu_nodes"] = cpus
     kernel_spec = dataclasses.replace(machine.kernel, cmdline=cmdline, config=tuple(cfg.items()))
-    machine = dataclasses.replace(machine, kernel=kernel_spec,
-                                  numa=tuple(NumaMemory(n, s, e) for n, s, e in numa))
+    machine = dataclasses.replace(
+        machine, kernel=kernel_spec, numa=tuple(NumaMemory(n, s, e) for n, s, e in numa)
+    )
     with structlog.testing.capture_logs() as events:
         result = boot_machine(machine, allocator="bootmem")
     return result, [ln for e in events if "dmesg" in e for ln in str(e["dmesg"]).split("\n")]
@@ -246,8 +295,17 @@ def variant(kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "",
 
 SEED = [(0, 0, 2 * G), (1, 2 * G, 4 * G), (0, 4 * G, 6 * G), (1, 6 * G, 9 * G)]
 #: Four nodes alternating by GiB; node 3's only range is [3G, 4G), the PCI hole of the guest.
-MEMORYLESS = [(0, 0, G), (1, G, 2 * G), (2, 2 * G, 3 * G), (3, 3 * G, 4 * G), (0, 4 * G, 5 * G),
-              (1, 5 * G, 6 * G), (2, 6 * G, 7 * G), (0, 7 * G, 8 * G), (1, 8 * G, 9 * G)]
+MEMORYLESS = [
+    (0, 0, G),
+    (1, G, 2 * G),
+    (2, 2 * G, 3 * G),
+    (3, 3 * G, 4 * G),
+    (0, 4 * G, 5 * G),
+    (1, 5 * G, 6 * G),
+    (2, 6 * G, 7 * G),
+    (0, 7 * G, 8 * G),
+    (1, 8 * G, 9 * G),
+]
 
 
 def test_memoryless_node_bugs_the_srat_patch_kernel() -> None:
@@ -260,7 +318,7 @@ def test_memoryless_node_bugs_the_srat_patch_kernel() -> None:
     assert result.outcome == "panic"
     assert "reserve_bootmem_core" in result.report["panic_message"]
     i = lines.index("Bootmem setup node 3 00000000c0000000-0000000100000000")
-    assert lines[i + 1:i + 4] == [
+    assert lines[i + 1 : i + 4] == [
         "  NODE_DATA [0000000001000000 - 0000000001006fff]",
         "  bootmap [0000000001007000 -  000000000100efff] pages 8",
         "PANIC: early exception 06 (invalid opcode: BUG() in reserve_bootmem_core())",

@@ -42,8 +42,7 @@ def _lines(text: str) -> list[str]:
     out: list[str] = []
     for raw in text.splitlines():
         line = strip_dmesg_prefix(raw)
-        if line.startswith("Linux version ") and any(x.startswith("Linux version ")
-                                                     for x in out):
+        if line.startswith("Linux version ") and any(x.startswith("Linux version ") for x in out):
             break
         out.append(line)
     return out
@@ -95,9 +94,12 @@ def _hull_lines(printed: Sequence[NumaMemory]) -> bool | None:
     return verdict
 
 
-def keys_2625(text: str, printed_srat: Sequence[NumaMemory], kconfig: Kconfig | None,
-              system_map: SystemMap | None) -> tuple[list[tuple[str, object]],
-                                                       list[NumaMemory], list[str]]:
+def keys_2625(
+    text: str,
+    printed_srat: Sequence[NumaMemory],
+    kconfig: Kconfig | None,
+    system_map: SystemMap | None,
+) -> tuple[list[tuple[str, object]], list[NumaMemory], list[str]]:
     """``[kernel]`` keys, the SRAT ranges and notes for a 2.6.x x86_64 boot of ``text``."""
     keys: dict[str, object] = {}
     notes: list[str] = []
@@ -105,25 +107,34 @@ def keys_2625(text: str, printed_srat: Sequence[NumaMemory], kconfig: Kconfig | 
 
     def put(key: str, value: object, why: str) -> None:
         keys[key] = value
-        shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) \
-            and value > 4096 else repr(value)
+        shown = (
+            f"{value:#x}"
+            if isinstance(value, int) and not isinstance(value, bool) and value > 4096
+            else repr(value)
+        )
         notes.append(f"kernel.{key} {shown} ({why})")
 
     # --- which SRAT code: the symbol, the option, else the shape of the lines
     hulls: bool | None = None
     if system_map is not None:
         hulls = system_map.address("node_memblk_range") is None
-        why = f"{system_map.path}: " + ("no node_memblk_range: 2.6.25 hull SRAT code" if hulls
-                                        else "node_memblk_range: commit 6ec6e0d9f2f")
+        why = f"{system_map.path}: " + (
+            "no node_memblk_range: 2.6.25 hull SRAT code"
+            if hulls
+            else "node_memblk_range: commit 6ec6e0d9f2f"
+        )
     elif kconfig is not None:
         hulls = not kconfig.enabled("NODES_SPAN_OTHER_NODES")
-        why = (f"{kconfig.where('NODES_SPAN_OTHER_NODES')}: CONFIG_NODES_SPAN_OTHER_NODES "
-               + ("not set" if hulls else "=y (commit 6ec6e0d9f2f)"))
+        why = f"{kconfig.where('NODES_SPAN_OTHER_NODES')}: CONFIG_NODES_SPAN_OTHER_NODES " + (
+            "not set" if hulls else "=y (commit 6ec6e0d9f2f)"
+        )
     else:
         hulls = _hull_lines(printed_srat)
-        why = {True: "a node's SRAT line contains its earlier one: hulls (2.6.25)",
-               False: "a node has two disjoint SRAT lines: ranges (commit 6ec6e0d9f2f)",
-               None: "no node has two SRAT lines; both SRAT codes print the same"}[hulls]
+        why = {
+            True: "a node's SRAT line contains its earlier one: hulls (2.6.25)",
+            False: "a node has two disjoint SRAT lines: ranges (commit 6ec6e0d9f2f)",
+            None: "no node has two SRAT lines; both SRAT codes print the same",
+        }[hulls]
     if hulls is not None:
         put("srat_check", "hulls" if hulls else "memblks", why)
     numa = srat_ranges(printed_srat, bool(hulls))
@@ -137,14 +148,22 @@ def keys_2625(text: str, printed_srat: Sequence[NumaMemory], kconfig: Kconfig | 
         put("image_size", sym["_end"] - sym["_text"], f"{src}: _end - _text")
         put("text_size", sym["_etext"] - sym["_text"], f"{src}: _etext - _text")
         put("data_size", sym["_edata"] - sym["_etext"], f"{src}: _edata - _etext")
-        put("init_size", sym["__init_end"] - sym["__init_begin"],
-            f"{src}: __init_end - __init_begin")
+        put(
+            "init_size",
+            sym["__init_end"] - sym["__init_begin"],
+            f"{src}: __init_end - __init_begin",
+        )
         lo, hi = system_map.address("__per_cpu_start"), system_map.address("__per_cpu_end")
         if lo is not None and hi is not None:
-            extra = PERCPU_MODULE_RESERVE if kconfig is not None and kconfig.enabled("MODULES") \
-                else 0
-            put("percpu_size", hi - lo + extra, f"{src}: __per_cpu_end - __per_cpu_start"
-                + (" + PERCPU_MODULE_RESERVE" if extra else ""))
+            extra = (
+                PERCPU_MODULE_RESERVE if kconfig is not None and kconfig.enabled("MODULES") else 0
+            )
+            put(
+                "percpu_size",
+                hi - lo + extra,
+                f"{src}: __per_cpu_end - __per_cpu_start"
+                + (" + PERCPU_MODULE_RESERVE" if extra else ""),
+            )
 
     # --- Kconfig choices
     if kconfig is not None:
@@ -152,40 +171,60 @@ def keys_2625(text: str, printed_srat: Sequence[NumaMemory], kconfig: Kconfig | 
         shift = kconfig.value_int("X86_L1_CACHE_SHIFT")
         if shift is not None:
             put("smp_cache_bytes", 1 << shift, f"{src}: CONFIG_X86_L1_CACHE_SHIFT={shift}")
-        put("pageblock_order", 9 if kconfig.enabled("HUGETLB_PAGE") else 10,
-            f"{src}: CONFIG_HUGETLB_PAGE " + ("=y: HUGETLB_PAGE_ORDER" if
-                                               kconfig.enabled("HUGETLB_PAGE") else
-                                               "not set: MAX_ORDER - 1"))
+        put(
+            "pageblock_order",
+            9 if kconfig.enabled("HUGETLB_PAGE") else 10,
+            f"{src}: CONFIG_HUGETLB_PAGE "
+            + (
+                "=y: HUGETLB_PAGE_ORDER"
+                if kconfig.enabled("HUGETLB_PAGE")
+                else "not set: MAX_ORDER - 1"
+            ),
+        )
         nodes_shift = kconfig.value_int("NODES_SHIFT")
         if nodes_shift is not None:
             put("nodes_shift", nodes_shift, f"{src}: CONFIG_NODES_SHIFT")
-        for key, option in (("smp", "SMP"), ("acpi_sleep", "ACPI_SLEEP"),
-                            ("hotplug_cpu", "HOTPLUG_CPU")):
+        for key, option in (
+            ("smp", "SMP"),
+            ("acpi_sleep", "ACPI_SLEEP"),
+            ("hotplug_cpu", "HOTPLUG_CPU"),
+        ):
             put(key, kconfig.enabled(option), f"{src}: CONFIG_{option}")
         if not kconfig.enabled("HPET_TIMER"):
             put("hpet", False, f"{src}: CONFIG_HPET_TIMER not set")
         if not kconfig.enabled("VGA_CONSOLE"):
             put("vga_cols", 0, f"{src}: CONFIG_VGA_CONSOLE not set")
         if kconfig.enabled("SPARSEMEM_VMEMMAP") or not kconfig.enabled("SPARSEMEM"):
-            notes.append(f"{src}: not SPARSEMEM without VMEMMAP: numa64 2.6.25 models only "
-                         "that memory model; the mem_map figures will differ")
+            notes.append(
+                f"{src}: not SPARSEMEM without VMEMMAP: numa64 2.6.25 models only "
+                "that memory model; the mem_map figures will differ"
+            )
 
     # --- the log's own lines
     ioapics = hpet = 0
     for line in lines:
         if m := _CMDLINE.match(line):
-            put("command_line_size", len(m.group(1).encode()),
-                "strlen() of the 'Command line:' text, trailing blanks included")
+            put(
+                "command_line_size",
+                len(m.group(1).encode()),
+                "strlen() of the 'Command line:' text, trailing blanks included",
+            )
         elif m := _NODE_DATA.match(line):
             if "pgdat_size" not in keys:
-                put("pgdat_size", int(m.group(2), 16) + 1 - int(m.group(1), 16),
-                    "the first '  NODE_DATA [...]' line")
+                put(
+                    "pgdat_size",
+                    int(m.group(2), 16) + 1 - int(m.group(1), 16),
+                    "the first '  NODE_DATA [...]' line",
+                )
         elif m := _EARLY_RES.match(line):
             start, end, name = int(m.group(1), 16), int(m.group(2), 16) + 1, m.group(3)
             if name == "EBDA":
                 put("ebda", start, "'early res: ... EBDA'")
-                put("ebda_kb", (end - start - start % 4096) // 1024 or 1,
-                    "'early res: ... EBDA': its size less the page offset")
+                put(
+                    "ebda_kb",
+                    (end - start - start % 4096) // 1024 or 1,
+                    "'early res: ... EBDA': its size less the page offset",
+                )
             elif name == "TEXT DATA BSS" and system_map is None:
                 put("image_start", start, "'early res: ... TEXT DATA BSS'")
                 put("image_size", end - start, "'early res: ... TEXT DATA BSS'")
@@ -203,6 +242,11 @@ def keys_2625(text: str, printed_srat: Sequence[NumaMemory], kconfig: Kconfig | 
         put("nr_ioapics", ioapics, "'IOAPIC[N]: ...' lines")
     # acpi_boot_init() prints the MADT's LAPIC lines and, just after, the HPET table's line.
     if "hpet" not in keys and any(line.startswith("ACPI: LAPIC") for line in lines):
-        put("hpet", bool(hpet), "an 'ACPI: HPET id:' line" if hpet else
-            "'ACPI: LAPIC' lines but no 'ACPI: HPET id:' line")
+        put(
+            "hpet",
+            bool(hpet),
+            "an 'ACPI: HPET id:' line"
+            if hpet
+            else "'ACPI: LAPIC' lines but no 'ACPI: HPET id:' line",
+        )
     return list(keys.items()), numa, notes

@@ -100,8 +100,11 @@ class Linux2625(Mm2625, Setup2625, Numa64Base):
         ram = [(s, min(e, max_pfn)) for s, e in e820.ram_pfn_ranges(boot.e820) if s < max_pfn]
         self.numa = self.numa_init(boot, ram, max_pfn)
         self.layout_ = self.make_layout(max_pfn, blocks_from(ram, self.numa.memblks))
-        boot.facts.update(bits_per_long=64, numa="fake" if self.numa.faked else "srat",
-                          nodes_with_memory=len(self.memory_nodes()))
+        boot.facts.update(
+            bits_per_long=64,
+            numa="fake" if self.numa.faked else "srat",
+            nodes_with_memory=len(self.memory_nodes()),
+        )
         return self.layout_
 
     def end_of_ram_2625(self, boot: Boot) -> int:
@@ -112,8 +115,9 @@ class Linux2625(Mm2625, Setup2625, Numa64Base):
         if self.end_user_pfn is not None:
             end_pfn = min(end_pfn, self.end_user_pfn)
         end_pfn = min(end_pfn, self.end_pfn_map)
-        boot.printk("e820.end_pfn_map", f"end_pfn_map = {self.end_pfn_map}",
-                    end_pfn_map=self.end_pfn_map)
+        boot.printk(
+            "e820.end_pfn_map", f"end_pfn_map = {self.end_pfn_map}", end_pfn_map=self.end_pfn_map
+        )
         boot.facts["end_pfn_map"] = self.end_pfn_map
         return end_pfn
 

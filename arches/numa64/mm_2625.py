@@ -82,21 +82,39 @@ class Mm2625:
     totalram_pages: int
     zone_present: list[tuple[int, int, int]]  # (node, zone index, present pages)
 
-    def _alloc(self, allocator: AllocatorFacade, size: int, align: int, goal: int,
-               wrapper: str, node: int | None, caller: str, label: str) -> int | None:
-        return allocator.alloc(request=AllocRequest(size=size, align=align, goal=goal,
-                                                    wrapper=wrapper, node=node, caller=caller,
-                                                    label=label))
+    def _alloc(
+        self,
+        allocator: AllocatorFacade,
+        size: int,
+        align: int,
+        goal: int,
+        wrapper: str,
+        node: int | None,
+        caller: str,
+        label: str,
+    ) -> int | None:
+        return allocator.alloc(
+            request=AllocRequest(
+                size=size,
+                align=align,
+                goal=goal,
+                wrapper=wrapper,
+                node=node,
+                caller=caller,
+                label=label,
+            )
+        )
 
-    def _node_alloc(self, allocator: AllocatorFacade, node: int, size: int, align: int,
-                    caller: str, label: str) -> int | None:
+    def _node_alloc(
+        self, allocator: AllocatorFacade, node: int, size: int, align: int, caller: str, label: str
+    ) -> int | None:
         """alloc_bootmem_node(NODE_DATA(node), ...); a node without bootmem has no
         NODE_DATA, its requests go to every node (alloc_bootmem())."""
         if node in self.online:
-            return self._alloc(allocator, size, align, DMA_GOAL, "__alloc_bootmem_node", node,
-                               caller, label)
-        return self._alloc(allocator, size, align, DMA_GOAL, "__alloc_bootmem", None, caller,
-                           label)
+            return self._alloc(
+                allocator, size, align, DMA_GOAL, "__alloc_bootmem_node", node, caller, label
+            )
+        return self._alloc(allocator, size, align, DMA_GOAL, "__alloc_bootmem", None, caller, label)
 
     # ---------------------------------------------------------------------------------------
     # paging_init(): SPARSEMEM
@@ -128,22 +146,41 @@ class Mm2625:
         cfg = self.cfg
         roots: set[int] = set()
         for nid, s, e in self.node_map.entries:
-            for root in range((s >> SECTION_SHIFT) // SECTIONS_PER_ROOT,
-                              (-(-e >> SECTION_SHIFT) - 1) // SECTIONS_PER_ROOT + 1):
+            for root in range(
+                (s >> SECTION_SHIFT) // SECTIONS_PER_ROOT,
+                (-(-e >> SECTION_SHIFT) - 1) // SECTIONS_PER_ROOT + 1,
+            ):
                 if root not in roots:
                     roots.add(root)
-                    self._node_alloc(allocator, nid, SECTIONS_PER_ROOT * 16,
-                                     cfg.smp_cache_bytes, "sparse_index_alloc",
-                                     f"mem_section root {root}")
+                    self._node_alloc(
+                        allocator,
+                        nid,
+                        SECTIONS_PER_ROOT * 16,
+                        cfg.smp_cache_bytes,
+                        "sparse_index_alloc",
+                        f"mem_section root {root}",
+                    )
         map_size = SECTION_PAGES * cfg.struct_page_size
         blocks = SECTION_PAGES >> cfg.pageblock_order
         usemap = -(-blocks * NR_PAGEBLOCK_BITS // 64) * 8  # BITS_TO_LONGS() longs
         for first, end, nid in self.present_sections():
             for pnum in range(first, end):
-                self._node_alloc(allocator, nid, map_size, cfg.smp_cache_bytes,
-                                 "sparse_early_mem_map_alloc", f"mem_map section {pnum}")
-                self._node_alloc(allocator, nid, usemap, cfg.smp_cache_bytes,
-                                 "sparse_early_usemap_alloc", f"usemap section {pnum}")
+                self._node_alloc(
+                    allocator,
+                    nid,
+                    map_size,
+                    cfg.smp_cache_bytes,
+                    "sparse_early_mem_map_alloc",
+                    f"mem_map section {pnum}",
+                )
+                self._node_alloc(
+                    allocator,
+                    nid,
+                    usemap,
+                    cfg.smp_cache_bytes,
+                    "sparse_early_usemap_alloc",
+                    f"usemap section {pnum}",
+                )
 
     # ---------------------------------------------------------------------------------------
     # paging_init(): free_area_init_nodes()
@@ -165,10 +202,13 @@ class Mm2625:
         self.node_map.sort()
         bounds = self.zone_bounds()
         lines = ["Zone PFN ranges:"]
-        lines += [f"  {ZONE_NAMES[j]:<8} {lo:8d} -> {hi:8d}" for j, (lo, hi) in
-                  enumerate(bounds[:3])]
-        lines += ["Movable zone start PFN for each node",
-                  f"early_node_map[{len(self.node_map.entries)}] active PFN ranges"]
+        lines += [
+            f"  {ZONE_NAMES[j]:<8} {lo:8d} -> {hi:8d}" for j, (lo, hi) in enumerate(bounds[:3])
+        ]
+        lines += [
+            "Movable zone start PFN for each node",
+            f"early_node_map[{len(self.node_map.entries)}] active PFN ranges",
+        ]
         lines += [f"  {n:3d}: {s:8d} -> {e:8d}" for n, s, e in self.node_map.entries]
         boot.printk("mm.zones", lines, ranges=len(self.node_map.entries))
         self.nr_kernel_pages = self.nr_all_pages = 0
@@ -191,8 +231,9 @@ class Mm2625:
             for j, (size, absent) in enumerate(sizes):
                 self.init_zone(boot, allocator, nid, j, size, size - absent)
 
-    def init_zone(self, boot: Boot, allocator: AllocatorFacade, nid: int, j: int, size: int,
-                  realsize: int) -> None:
+    def init_zone(
+        self, boot: Boot, allocator: AllocatorFacade, nid: int, j: int, size: int, realsize: int
+    ) -> None:
         """free_area_init_core() for zone ``j`` of node ``nid``."""
         name = ZONE_NAMES[j]
         memmap = (size * self.cfg.struct_page_size) >> PAGE_SHIFT
@@ -208,13 +249,23 @@ class Mm2625:
         self.nr_all_pages += realsize
         self.zone_present.append((nid, j, realsize))
         if realsize:
-            boot.printk("mm.zone", f"  {name} zone: {realsize} pages, LIFO batch:"
-                        f"{mm.zone_batchsize(realsize)}", node=nid, zone=name, pages=realsize)
+            boot.printk(
+                "mm.zone",
+                f"  {name} zone: {realsize} pages, LIFO batch:{mm.zone_batchsize(realsize)}",
+                node=nid,
+                zone=name,
+                pages=realsize,
+            )
         if size:
             entries = mm.wait_table_entries(size)
-            self._node_alloc(allocator, nid, entries * WAIT_QUEUE_HEAD_SIZE,
-                             self.cfg.smp_cache_bytes, "zone_wait_table_init",
-                             f"{name} wait table node {nid}")
+            self._node_alloc(
+                allocator,
+                nid,
+                entries * WAIT_QUEUE_HEAD_SIZE,
+                self.cfg.smp_cache_bytes,
+                "zone_wait_table_init",
+                f"{name} wait table node {nid}",
+            )
 
     # ---------------------------------------------------------------------------------------
     # the rest of setup_arch(), start_kernel() up to mem_init()
@@ -229,10 +280,26 @@ class Mm2625:
         self.pidhash(boot, allocator)
         cfg, cache = self.cfg, self.cfg.smp_cache_bytes
         if cfg.vga_cols:  # con_init(): MIN_NR_CONSOLES (1) vc_data and its screen buffer
-            self._alloc(allocator, VC_DATA_SIZE, cache, DMA_GOAL, "__alloc_bootmem", None,
-                        "con_init", "vc_data")
-            self._alloc(allocator, cfg.vga_cols * cfg.vga_rows * 2, cache, DMA_GOAL,
-                        "__alloc_bootmem", None, "con_init", "screen buffer")
+            self._alloc(
+                allocator,
+                VC_DATA_SIZE,
+                cache,
+                DMA_GOAL,
+                "__alloc_bootmem",
+                None,
+                "con_init",
+                "vc_data",
+            )
+            self._alloc(
+                allocator,
+                cfg.vga_cols * cfg.vga_rows * 2,
+                cache,
+                DMA_GOAL,
+                "__alloc_bootmem",
+                None,
+                "con_init",
+                "screen buffer",
+            )
         self.pci_iommu_alloc(boot, allocator)
 
     def setup_arch_allocs(self, boot: Boot, allocator: AllocatorFacade) -> None:
@@ -242,24 +309,67 @@ class Mm2625:
         self.sparse_init(boot, allocator)
         self.free_area_init_nodes(boot, allocator)
         # map_vsyscall() -> set_pte_phys() -> spp_getpage(): the fixmap's page-table page.
-        self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, DMA_GOAL, any_, None, "spp_getpage",
-                    "vsyscall page table")
+        self._alloc(
+            allocator,
+            PAGE_SIZE,
+            PAGE_SIZE,
+            DMA_GOAL,
+            any_,
+            None,
+            "spp_getpage",
+            "vsyscall page table",
+        )
         cache = cfg.smp_cache_bytes
         if cfg.hpet:  # acpi_parse_hpet(): the resource and its name
-            self._alloc(allocator, RESOURCE_SIZE + HPET_RESOURCE_NAME_SIZE, cache, DMA_GOAL,
-                        any_, None, "acpi_parse_hpet", "hpet resource")
+            self._alloc(
+                allocator,
+                RESOURCE_SIZE + HPET_RESOURCE_NAME_SIZE,
+                cache,
+                DMA_GOAL,
+                any_,
+                None,
+                "acpi_parse_hpet",
+                "hpet resource",
+            )
         if cfg.nr_ioapics:  # ioapic_setup_resources(): (name + resource) per I/O APIC
-            self._alloc(allocator, (IOAPIC_RESOURCE_NAME_SIZE + RESOURCE_SIZE) * cfg.nr_ioapics,
-                        cache, DMA_GOAL, any_, None, "ioapic_init_mappings", "ioapic resources")
+            self._alloc(
+                allocator,
+                (IOAPIC_RESOURCE_NAME_SIZE + RESOURCE_SIZE) * cfg.nr_ioapics,
+                cache,
+                DMA_GOAL,
+                any_,
+                None,
+                "ioapic_init_mappings",
+                "ioapic resources",
+            )
         for i, _ in enumerate(boot.e820):  # e820_reserve_resources(): alloc_bootmem_low()
-            self._alloc(allocator, RESOURCE_SIZE, cache, 0, "__alloc_bootmem_low", None,
-                        "e820_reserve_resources", f"e820 resource {i}")
+            self._alloc(
+                allocator,
+                RESOURCE_SIZE,
+                cache,
+                0,
+                "__alloc_bootmem_low",
+                None,
+                "e820_reserve_resources",
+                f"e820 resource {i}",
+            )
         start, gap, size = e820.pci_gap_2624(boot.e820)
-        boot.printk("e820.pci_gap", f"Allocating PCI resources starting at {start:x} (gap: "
-                    f"{gap:x}:{size:x})", start=start)
+        boot.printk(
+            "e820.pci_gap",
+            f"Allocating PCI resources starting at {start:x} (gap: {gap:x}:{size:x})",
+            start=start,
+        )
         for name in ("saved_command_line", "static_command_line"):
-            self._alloc(allocator, cfg.command_line_size + 1, cache, DMA_GOAL, any_, None,
-                        "setup_command_line", name)
+            self._alloc(
+                allocator,
+                cfg.command_line_size + 1,
+                cache,
+                DMA_GOAL,
+                any_,
+                None,
+                "setup_command_line",
+                name,
+            )
         self.per_cpu_areas(boot, allocator)
         self.build_all_zonelists(boot)
 
@@ -280,14 +390,21 @@ class Mm2625:
         cfg = self.cfg
         cpus = cfg.cpu_nodes
         if cfg.hotplug_cpu:
-            boot.printk("smp.possible", f"SMP: Allowing {len(cpus)} CPUs, 0 hotplug CPUs",
-                        cpus=len(cpus))
+            boot.printk(
+                "smp.possible", f"SMP: Allowing {len(cpus)} CPUs, 0 hotplug CPUs", cpus=len(cpus)
+            )
         size = cfg.percpu_size
         boot.printk("percpu.size", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
         for cpu, node in enumerate(cpus):
             where = self.cpu_node_2625(cpu, node)
-            self._node_alloc(allocator, where if where is not None else -1, size, PAGE_SIZE,
-                             "setup_per_cpu_areas", f"per-cpu area cpu {cpu}")
+            self._node_alloc(
+                allocator,
+                where if where is not None else -1,
+                size,
+                PAGE_SIZE,
+                "setup_per_cpu_areas",
+                f"per-cpu area cpu {cpu}",
+            )
 
     def build_all_zonelists(self, boot: Boot) -> None:
         """build_all_zonelists(): one zonelist per online node; default_zonelist_order();
@@ -310,19 +427,36 @@ class Mm2625:
                     break
         grouping = "off" if total < (1 << self.cfg.pageblock_order) * MIGRATE_TYPES else "on"
         policy = max((j for _, j, _ in present if j < 3), default=0)
-        boot.printk("zone.zonelists", [
-            f"Built {len(self.online)} zonelists in {order} order, mobility grouping "
-            f"{grouping}.  Total pages: {total}", f"Policy zone: {ZONE_NAMES[policy]}"],
-            pages=total)
+        boot.printk(
+            "zone.zonelists",
+            [
+                f"Built {len(self.online)} zonelists in {order} order, mobility grouping "
+                f"{grouping}.  Total pages: {total}",
+                f"Policy zone: {ZONE_NAMES[policy]}",
+            ],
+            pages=total,
+        )
 
     def pidhash(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """kernel/pid.c pidhash_init(): 16..4096 heads by lowmem (nr_kernel_pages)."""
         shift = mm.pidhash_shift(self.nr_kernel_pages)
         size = (1 << shift) * HLIST_HEAD_SIZE
-        boot.printk("pid.hash", f"PID hash table entries: {1 << shift} (order: {shift}, "
-                    f"{size} bytes)", entries=1 << shift, size=size)
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, DMA_GOAL, "__alloc_bootmem",
-                    None, "pidhash_init", "PID hash table")
+        boot.printk(
+            "pid.hash",
+            f"PID hash table entries: {1 << shift} (order: {shift}, {size} bytes)",
+            entries=1 << shift,
+            size=size,
+        )
+        self._alloc(
+            allocator,
+            size,
+            self.cfg.smp_cache_bytes,
+            DMA_GOAL,
+            "__alloc_bootmem",
+            None,
+            "pidhash_init",
+            "PID hash table",
+        )
 
     def pci_iommu_alloc(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """mem_init() -> pci_iommu_alloc(): no GART found, pci_swiotlb_init() turns the
@@ -333,27 +467,63 @@ class Mm2625:
         boot.printk("swiotlb.on", "PCI-DMA: Using software bounce buffering for IO (SWIOTLB)")
         nslabs = IO_TLB_DEFAULT >> IO_TLB_SHIFT
         cache = self.cfg.smp_cache_bytes
-        start = self._alloc(allocator, nslabs << IO_TLB_SHIFT, PAGE_SIZE, 0,
-                            "__alloc_bootmem_low", None, "swiotlb_init_with_default_size",
-                            "swiotlb aperture")
-        self._alloc(allocator, nslabs * 4, cache, DMA_GOAL, "__alloc_bootmem", None,
-                    "swiotlb_init_with_default_size", "io_tlb_list")
-        self._alloc(allocator, nslabs * 8, cache, DMA_GOAL, "__alloc_bootmem", None,
-                    "swiotlb_init_with_default_size", "io_tlb_orig_addr")
-        self._alloc(allocator, IO_TLB_OVERFLOW, cache, 0, "__alloc_bootmem_low", None,
-                    "swiotlb_init_with_default_size", "io_tlb_overflow_buffer")
+        start = self._alloc(
+            allocator,
+            nslabs << IO_TLB_SHIFT,
+            PAGE_SIZE,
+            0,
+            "__alloc_bootmem_low",
+            None,
+            "swiotlb_init_with_default_size",
+            "swiotlb aperture",
+        )
+        self._alloc(
+            allocator,
+            nslabs * 4,
+            cache,
+            DMA_GOAL,
+            "__alloc_bootmem",
+            None,
+            "swiotlb_init_with_default_size",
+            "io_tlb_list",
+        )
+        self._alloc(
+            allocator,
+            nslabs * 8,
+            cache,
+            DMA_GOAL,
+            "__alloc_bootmem",
+            None,
+            "swiotlb_init_with_default_size",
+            "io_tlb_orig_addr",
+        )
+        self._alloc(
+            allocator,
+            IO_TLB_OVERFLOW,
+            cache,
+            0,
+            "__alloc_bootmem_low",
+            None,
+            "swiotlb_init_with_default_size",
+            "io_tlb_overflow_buffer",
+        )
         if start is not None:
             end = start + (nslabs << IO_TLB_SHIFT)
-            boot.printk("swiotlb.place", f"Placing software IO TLB between {start:#x} - "
-                        f"{end:#x}", start=start, end=end)
+            boot.printk(
+                "swiotlb.place",
+                f"Placing software IO TLB between {start:#x} - {end:#x}",
+                start=start,
+                end=end,
+            )
 
     # ---------------------------------------------------------------------------------------
     # mem_init()
 
     def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
         """numa_free_all_bootmem(): free_all_bootmem_node() per online node."""
-        self.totalram_pages = sum(allocator.handoff(sink=pagealloc, node=n)
-                                  for n in sorted(self.online))
+        self.totalram_pages = sum(
+            allocator.handoff(sink=pagealloc, node=n) for n in sorted(self.online)
+        )
         return self.totalram_pages
 
     def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
@@ -367,16 +537,24 @@ class Mm2625:
         free = pagealloc.received
         absent = self.node_map.absent(None, 0, self.end_pfn)
         reserved = self.end_pfn - self.totalram_pages - absent
-        line = (f"Memory: {free * 4}k/{self.end_pfn * 4}k available ({cfg.text_size >> 10}k "
-                f"kernel code, {reserved * 4}k reserved, {cfg.data_size >> 10}k data, "
-                f"{cfg.init_size >> 10}k init)")
+        line = (
+            f"Memory: {free * 4}k/{self.end_pfn * 4}k available ({cfg.text_size >> 10}k "
+            f"kernel code, {reserved * 4}k reserved, {cfg.data_size >> 10}k data, "
+            f"{cfg.init_size >> 10}k init)"
+        )
         boot.summary.append(line)
         boot.printk("mm.summary", line, free_pages=free, reserved_pages=reserved)
         for name, scale in (("Dentry cache", 13), ("Inode-cache", 14)):
-            log2qty, size = mm.large_system_hash(self.nr_kernel_pages, self.nr_all_pages,
-                                                 HLIST_HEAD_SIZE, scale)
-            boot.printk("hash.table", mm.hash_line(name, log2qty, size), table=name,
-                        entries=1 << log2qty, size=size)
+            log2qty, size = mm.large_system_hash(
+                self.nr_kernel_pages, self.nr_all_pages, HLIST_HEAD_SIZE, scale
+            )
+            boot.printk(
+                "hash.table",
+                mm.hash_line(name, log2qty, size),
+                table=name,
+                entries=1 << log2qty,
+                size=size,
+            )
 
 
 __all__ = ["Mm2625", "SECTION_PAGES", "ZONE_NAMES"]

@@ -85,8 +85,10 @@ class Setup2625:
         """e820_64.c reserve_early(): append, panicking on an overlap or a full table."""
         for s, e, other in self.busy:
             if end > s and start < e:
-                raise KernelPanic(f"Overlapping early reservations {start:x}-{end - 1:x} {name}"
-                                  f" to {s:x}-{e - 1:x} {other}")
+                raise KernelPanic(
+                    f"Overlapping early reservations {start:x}-{end - 1:x} {name}"
+                    f" to {s:x}-{e - 1:x} {other}"
+                )
         if len(self.busy) >= MAX_EARLY_RES:
             raise KernelPanic("Too many early reservations")
         self.busy.append((start, end, name))
@@ -122,8 +124,9 @@ class Setup2625:
         cfg = self.cfg
         self.busy = [(0, PAGE_SIZE, "BIOS data page")]
         if cfg.smp:
-            self.busy.append((SMP_TRAMPOLINE_BASE, SMP_TRAMPOLINE_BASE + 2 * PAGE_SIZE,
-                              "SMP_TRAMPOLINE"))
+            self.busy.append(
+                (SMP_TRAMPOLINE_BASE, SMP_TRAMPOLINE_BASE + 2 * PAGE_SIZE, "SMP_TRAMPOLINE")
+            )
         self.reserve_early(cfg.image_start, cfg.image_start + cfg.image_size, "TEXT DATA BSS")
         if cfg.initrd_size:
             self.reserve_early(cfg.initrd_start, cfg.initrd_start + cfg.initrd_size, "RAMDISK")
@@ -145,10 +148,18 @@ class Setup2625:
         start = self.find_area(boot, 0x8000, end, tables, PAGE_SIZE)
         if start is None:
             raise KernelPanic("Cannot find space for the kernel page tables")
-        boot.printk("mm.direct_map", f"kernel direct mapping tables up to {end:x} @ "
-                    f"{start:x}-{start + tables:x}", end=end, start=start, size=tables)
-        gibs = merge_ranges((e.start // PUD_SIZE, min(-(-e.end // PUD_SIZE), -(-end // PUD_SIZE)))
-                            for e in boot.e820 if e.start < end)
+        boot.printk(
+            "mm.direct_map",
+            f"kernel direct mapping tables up to {end:x} @ {start:x}-{start + tables:x}",
+            end=end,
+            start=start,
+            size=tables,
+        )
+        gibs = merge_ranges(
+            (e.start // PUD_SIZE, min(-(-e.end // PUD_SIZE), -(-end // PUD_SIZE)))
+            for e in boot.e820
+            if e.start < end
+        )
         used = -(-end // PGDIR_SIZE) + sum(e - s for s, e in gibs)
         self.reserve_early(start, start + used * PAGE_SIZE, "PGTABLE")
 
@@ -168,27 +179,42 @@ class Setup2625:
             start, end = self.bootmem_span(node)
             if boot.allocator_name == "bootmem":
                 if start < end:
-                    allocator.register_block(node=node, start_pfn=pfn_down(start),
-                                             end_pfn=pfn_down(end))
+                    allocator.register_block(
+                        node=node, start_pfn=pfn_down(start), end_pfn=pfn_down(end)
+                    )
                 continue
             for b in self.lay.blocks:
                 lo, hi = max(b.start_pfn, pfn_down(start)), min(b.end_pfn, pfn_down(end))
                 if b.node == node and lo < hi:
                     allocator.register_block(node=node, start_pfn=lo, end_pfn=hi)
 
-    def early_node_mem(self, boot: Boot, allocator: AllocatorFacade | None, node: int,
-                       start: int, end: int, size: int, align: int) -> int | None:
+    def early_node_mem(
+        self,
+        boot: Boot,
+        allocator: AllocatorFacade | None,
+        node: int,
+        start: int,
+        end: int,
+        size: int,
+        align: int,
+    ) -> int | None:
         """numa_64.c early_node_mem(): find_e820_area() in the range, else (once bootmem
         runs) __alloc_bootmem_nopanic(size, align, 16 MiB), else "Cannot find"."""
         addr = self.find_area(boot, start, end, size, align)
         if addr is not None or allocator is None:
             return addr
-        addr = allocator.alloc(request=AllocRequest(
-            size=size, align=align, goal=DMA_GOAL, wrapper="__alloc_bootmem_nopanic",
-            caller="early_node_mem", label=f"node {node} early memory"))
+        addr = allocator.alloc(
+            request=AllocRequest(
+                size=size,
+                align=align,
+                goal=DMA_GOAL,
+                wrapper="__alloc_bootmem_nopanic",
+                caller="early_node_mem",
+                label=f"node {node} early memory",
+            )
+        )
         if addr is None:
-            boot.printk("numa.node.nomem", f"Cannot find {size} bytes in node {node}",
-                        node=node)
+            boot.printk("numa.node.nomem", f"Cannot find {size} bytes in node {node}", node=node)
         return addr
 
     def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
@@ -208,9 +234,17 @@ class Setup2625:
         for node in nodes:
             start, end = self.bootmem_span(node)
             pgdat = self.find_area(boot, start, end, cfg.pgdat_size, cfg.smp_cache_bytes)
-            bmap = None if pgdat is None else self.find_area(
-                boot, round_up(pgdat + cfg.pgdat_size, PAGE_SIZE), end,
-                bootmap_pages(pfn_down(end) - pfn_down(start)) * PAGE_SIZE, PAGE_SIZE)
+            bmap = (
+                None
+                if pgdat is None
+                else self.find_area(
+                    boot,
+                    round_up(pgdat + cfg.pgdat_size, PAGE_SIZE),
+                    end,
+                    bootmap_pages(pfn_down(end) - pfn_down(start)) * PAGE_SIZE,
+                    PAGE_SIZE,
+                )
+            )
             plan[node] = (pgdat, bmap)
         requests = allocator.bitmap_requests()
         placements = {}
@@ -236,29 +270,50 @@ class Setup2625:
             for r in requests:  # the backend's own bitmaps
                 addr = pfn_phys(placements[r.key])
                 owner = r.node if r.node is not None else self.memnode_nid(addr)
-                allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=owner,
-                                  exclusive=False)
+                allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=owner, exclusive=False)
 
-    def setup_node_bootmem(self, boot: Boot, allocator: AllocatorFacade, node: int,
-                           planned: tuple[int | None, int | None] | None) -> None:
+    def setup_node_bootmem(
+        self,
+        boot: Boot,
+        allocator: AllocatorFacade,
+        node: int,
+        planned: tuple[int | None, int | None] | None,
+    ) -> None:
         """numa_64.c setup_node_bootmem() of one node (see :meth:`enable`)."""
         cfg = self.cfg
         start, end = self.bootmem_span(node)
-        boot.printk("numa.node.bootmem", f"Bootmem setup node {node} {start:016x}-{end:016x}",
-                    node=node, start=start, end=end)
+        boot.printk(
+            "numa.node.bootmem",
+            f"Bootmem setup node {node} {start:016x}-{end:016x}",
+            node=node,
+            start=start,
+            end=end,
+        )
         pgdat = planned[0] if planned else None
         if pgdat is None:
-            pgdat = self.early_node_mem(boot, allocator, node, start, end, cfg.pgdat_size,
-                                        cfg.smp_cache_bytes)
+            pgdat = self.early_node_mem(
+                boot, allocator, node, start, end, cfg.pgdat_size, cfg.smp_cache_bytes
+            )
             if pgdat is None:
                 return
-        boot.printk("numa.node_data", f"  NODE_DATA [{pgdat:016x} - "
-                    f"{pgdat + cfg.pgdat_size - 1:016x}]", node=node, start=pgdat)
+        boot.printk(
+            "numa.node_data",
+            f"  NODE_DATA [{pgdat:016x} - {pgdat + cfg.pgdat_size - 1:016x}]",
+            node=node,
+            start=pgdat,
+        )
         pages = bootmap_pages(pfn_down(end) - pfn_down(start))
         bmap = planned[1] if planned else None
         if bmap is None:
-            bmap = self.early_node_mem(boot, allocator, node, round_up(pgdat + cfg.pgdat_size,
-                                       PAGE_SIZE), end, pages * PAGE_SIZE, PAGE_SIZE)
+            bmap = self.early_node_mem(
+                boot,
+                allocator,
+                node,
+                round_up(pgdat + cfg.pgdat_size, PAGE_SIZE),
+                end,
+                pages * PAGE_SIZE,
+                PAGE_SIZE,
+            )
             if bmap is None:
                 if not start <= pgdat < end:
                     allocator.free(addr=pgdat, size=cfg.pgdat_size, node=None)
@@ -266,8 +321,13 @@ class Setup2625:
         self.pgdat[node] = pgdat
         # init_bootmem_node() returns get_mapsize(): the bits rounded up to a long.
         mapsize = round_up((pfn_down(end) - pfn_down(start) + 7) // 8, 8)
-        boot.printk("numa.node.bootmap", f"  bootmap [{bmap:016x} -  {bmap + mapsize - 1:016x}]"
-                    f" pages {pages:x}", node=node, start=bmap, pages=pages)
+        boot.printk(
+            "numa.node.bootmap",
+            f"  bootmap [{bmap:016x} -  {bmap + mapsize - 1:016x}] pages {pages:x}",
+            node=node,
+            start=bmap,
+            pages=pages,
+        )
         self.online.append(node)
         self.bootmap_at[node] = (bmap, pages * PAGE_SIZE)
         if cfg.free_ram == "generic":
@@ -289,22 +349,27 @@ class Setup2625:
         for s, e in e820.ram_pfn_ranges(boot.e820, limit_pfn=self.end_pfn):
             allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
         for node in self.online:
-            allocator.reserve(addr=self.pgdat[node], size=self.cfg.pgdat_size, node=node,
-                              exclusive=False)
+            allocator.reserve(
+                addr=self.pgdat[node], size=self.cfg.pgdat_size, node=node, exclusive=False
+            )
             bmap, size = self.bootmap_at[node]
             allocator.reserve(addr=bmap, size=size, node=node, exclusive=False)
 
     # ---------------------------------------------------------------------------------------
     # reserve: early_res_to_bootmem() and the reservations that follow it in setup_arch()
 
-    def reserve_bootmem_generic(self, boot: Boot, allocator: AllocatorFacade, phys: int,
-                                size: int, name: str) -> None:
+    def reserve_bootmem_generic(
+        self, boot: Boot, allocator: AllocatorFacade, phys: int, size: int, name: str
+    ) -> None:
         """init_64.c reserve_bootmem_generic(): reserve_bootmem_node() on phys_to_nid(phys);
         what lies below 16 MiB also counts in dma_reserve (whole pages, truncated)."""
         if pfn_down(phys) >= self.end_pfn:
             if pfn_down(phys) >= self.end_pfn_map:
-                boot.printk("mm.reserve.illegal", f"reserve_bootmem: illegal reserve {phys:x} "
-                            f"{size}", start=phys)
+                boot.printk(
+                    "mm.reserve.illegal",
+                    f"reserve_bootmem: illegal reserve {phys:x} {size}",
+                    start=phys,
+                )
             return
         node = self.memnode_nid(phys)
         boot.trace("numa.reserve_early", name=name, start=phys, end=phys + size, node=node)
@@ -327,24 +392,45 @@ class Setup2625:
         MP table it points to, a page each; SeaBIOS puts the table 16 bytes after the
         pointer), the initrd."""
         for i, (start, end, name) in enumerate(self.busy):
-            boot.printk("numa.early_res", f"early res: {i} [{start:x}-{end - 1:x}] {name}",
-                        index=i, start=start, end=end)
+            boot.printk(
+                "numa.early_res",
+                f"early res: {i} [{start:x}-{end - 1:x}] {name}",
+                index=i,
+                start=start,
+                end=end,
+            )
             self.reserve_bootmem_generic(boot, allocator, start, end - start, name)
         if self.cfg.acpi_sleep:
-            allocator.alloc(request=AllocRequest(
-                size=2 * PAGE_SIZE, align=self.cfg.smp_cache_bytes, goal=0,
-                wrapper="__alloc_bootmem_low", caller="acpi_reserve_bootmem",
-                label="ACPI wakeup code"))
+            allocator.alloc(
+                request=AllocRequest(
+                    size=2 * PAGE_SIZE,
+                    align=self.cfg.smp_cache_bytes,
+                    goal=0,
+                    wrapper="__alloc_bootmem_low",
+                    caller="acpi_reserve_bootmem",
+                    label="ACPI wakeup code",
+                )
+            )
         if self.cfg.mp_table:
-            self.reserve_bootmem_generic(boot, allocator, self.cfg.mp_table, PAGE_SIZE,
-                                         "MP floating pointer")
-            self.reserve_bootmem_generic(boot, allocator, self.cfg.mp_table + 16, PAGE_SIZE,
-                                         "MP configuration table")
+            self.reserve_bootmem_generic(
+                boot, allocator, self.cfg.mp_table, PAGE_SIZE, "MP floating pointer"
+            )
+            self.reserve_bootmem_generic(
+                boot, allocator, self.cfg.mp_table + 16, PAGE_SIZE, "MP configuration table"
+            )
         cfg = self.cfg
         if cfg.initrd_size and cfg.initrd_start + cfg.initrd_size <= pfn_phys(self.end_pfn):
-            self.reserve_bootmem_generic(boot, allocator, cfg.initrd_start, cfg.initrd_size,
-                                         "initrd")
+            self.reserve_bootmem_generic(
+                boot, allocator, cfg.initrd_start, cfg.initrd_size, "initrd"
+            )
 
 
-__all__ = ["DMA_GOAL", "MAX_DMA_PFN", "SMP_TRAMPOLINE_BASE", "Setup2625", "ZONE_ALIGN",
-           "bootmap_pages", "round_up"]
+__all__ = [
+    "DMA_GOAL",
+    "MAX_DMA_PFN",
+    "SMP_TRAMPOLINE_BASE",
+    "Setup2625",
+    "ZONE_ALIGN",
+    "bootmap_pages",
+    "round_up",
+]

@@ -73,8 +73,11 @@ def early_bug() -> Iterator[None]:
         if any(line.startswith(EARLY_BUG) for line in exc.printk):
             raise
         fn = exc.where.split(": ")[-1]
-        raise KernelBug(exc.where, exc.reason, printk=[
-            f"{EARLY_BUG} (invalid opcode: BUG() in {fn})", *exc.printk]) from exc
+        raise KernelBug(
+            exc.where,
+            exc.reason,
+            printk=[f"{EARLY_BUG} (invalid opcode: BUG() in {fn})", *exc.printk],
+        ) from exc
 
 
 class NodeMap:
@@ -93,9 +96,14 @@ class NodeMap:
         2.6.25 quirk: ranges of *other* nodes are not looked at, so two nodes may register the
         same pfns (the hull kernel does, on interleaved nodes).
         """
-        boot.printk("numa.active_range", f"Entering add_active_range({nid}, {start}, {end}) "
-                    f"{len(self.entries)} entries of {self.max_regions} used",
-                    nid=nid, start_pfn=start, end_pfn=end)
+        boot.printk(
+            "numa.active_range",
+            f"Entering add_active_range({nid}, {start}, {end}) "
+            f"{len(self.entries)} entries of {self.max_regions} used",
+            nid=nid,
+            start_pfn=start,
+            end_pfn=end,
+        )
         for ent in self.entries:
             if ent[0] != nid:
                 continue
@@ -108,8 +116,9 @@ class NodeMap:
                 ent[1] = start
                 return
         if len(self.entries) >= self.max_regions:
-            boot.printk("numa.active_range", f"More than {self.max_regions} memory regions, "
-                        "truncating")
+            boot.printk(
+                "numa.active_range", f"More than {self.max_regions} memory regions, truncating"
+            )
             return
         self.entries.append([nid, start, end])
 
@@ -145,10 +154,13 @@ class NodeMap:
             prev_end = max(prev_end, lo)
             if start_pfn > lo:
                 if prev_end > start_pfn:
-                    raise KernelBug("mm/page_alloc.c: __absent_pages_in_range()",
-                                    f"BUG_ON(prev_end_pfn {prev_end} > start_pfn {start_pfn})",
-                                    printk=[f"{EARLY_BUG} (invalid opcode: BUG() in "
-                                            "__absent_pages_in_range())"])
+                    raise KernelBug(
+                        "mm/page_alloc.c: __absent_pages_in_range()",
+                        f"BUG_ON(prev_end_pfn {prev_end} > start_pfn {start_pfn})",
+                        printk=[
+                            f"{EARLY_BUG} (invalid opcode: BUG() in __absent_pages_in_range())"
+                        ],
+                    )
                 holes += start_pfn - prev_end
             prev_end = end
         if hi > prev_end:
@@ -179,8 +191,7 @@ class Srat2625:
     # ---------------------------------------------------------------------------------------
     # e820 -> early_node_map
 
-    def register_active_regions(self, boot: Boot, nid: int, start_pfn: int, end_pfn: int
-                                ) -> None:
+    def register_active_regions(self, boot: Boot, nid: int, start_pfn: int, end_pfn: int) -> None:
         """e820_64.c e820_register_active_regions(): each e820 entry's whole pages inside
         ``[start_pfn, end_pfn)``, RAM only, cut at ``mem=`` (end_user_pfn), added in table
         order; a non-RAM entry past end_pfn_map raises end_pfn_map."""
@@ -214,8 +225,11 @@ class Srat2625:
     def dummy_numa(self, boot: Boot, max_pfn: int) -> Numa:
         """numa_initmem_init()'s fallback: node 0 covering all memory (memnode_shift 63)."""
         end = pfn_phys(max_pfn)
-        boot.printk("numa.fallback", "NUMA turned off" if self.numa_off else
-                    "No NUMA configuration found", numa_off=self.numa_off)
+        boot.printk(
+            "numa.fallback",
+            "NUMA turned off" if self.numa_off else "No NUMA configuration found",
+            numa_off=self.numa_off,
+        )
         boot.printk("numa.fake", f"Faking a node at {0:016x}-{end:016x}", start=0, end=end)
         self.memnode, self.memnode_shift = [(0, 1, 0)], 63
         self.register_active_regions(boot, 0, 0, max_pfn)
@@ -236,8 +250,12 @@ class Srat2625:
             return None
         cpus = self.cfg.cpu_nodes
         for apic, node in enumerate(cpus):
-            boot.printk("numa.srat.cpu", f"SRAT: PXM {node} -> APIC {apic} -> Node {node}",
-                        cpu=apic, node=node)
+            boot.printk(
+                "numa.srat.cpu",
+                f"SRAT: PXM {node} -> APIC {apic} -> Node {node}",
+                cpu=apic,
+                node=node,
+            )
         if not cpus:
             return None
         patched = self.cfg.srat_check == "memblks"
@@ -249,24 +267,42 @@ class Srat2625:
                 others = [(n, s, e) for n, s, e in parsed.memblks]
             else:
                 others = [(n, s, e) for n, (s, e) in sorted(parsed.nodes.items())]
-            hit = next((n for n, s, e in others if s != e and ((e > m.start and s < m.end)
-                                                                or (s, e) == (m.start, m.end))),
-                       None)
+            hit = next(
+                (
+                    n
+                    for n, s, e in others
+                    if s != e and ((e > m.start and s < m.end) or (s, e) == (m.start, m.end))
+                ),
+                None,
+            )
             if hit is not None:
                 hs, he = parsed.nodes[hit]
                 if hit != m.node:
-                    boot.printk("numa.srat.overlap", f"SRAT: PXM {m.node} ({m.start:x}-{m.end:x})"
-                                f" overlaps with PXM {hit} ({hs:x}-{he:x})", node=m.node,
-                                other=hit)
+                    boot.printk(
+                        "numa.srat.overlap",
+                        f"SRAT: PXM {m.node} ({m.start:x}-{m.end:x})"
+                        f" overlaps with PXM {hit} ({hs:x}-{he:x})",
+                        node=m.node,
+                        other=hit,
+                    )
                     self.bad_srat(boot)
                     return None
-                boot.printk("numa.srat.overlap", f"SRAT: Warning: PXM {m.node} ({m.start:x}-"
-                            f"{m.end:x}) overlaps with itself ({hs:x}-{he:x})", node=m.node)
+                boot.printk(
+                    "numa.srat.overlap",
+                    f"SRAT: Warning: PXM {m.node} ({m.start:x}-"
+                    f"{m.end:x}) overlaps with itself ({hs:x}-{he:x})",
+                    node=m.node,
+                )
             s, e = parsed.nodes.get(m.node, (m.start, m.end))
             parsed.nodes[m.node] = (min(s, m.start), max(e, m.end))
             shown = (m.start, m.end) if patched else parsed.nodes[m.node]
-            boot.printk("numa.srat.memory", f"SRAT: Node {m.node} PXM {m.node} "
-                        f"{shown[0]:x}-{shown[1]:x}", node=m.node, start=m.start, end=m.end)
+            boot.printk(
+                "numa.srat.memory",
+                f"SRAT: Node {m.node} PXM {m.node} {shown[0]:x}-{shown[1]:x}",
+                node=m.node,
+                start=m.start,
+                end=m.end,
+            )
             self.register_active_regions(boot, m.node, pfn_down(shown[0]), pfn_down(shown[1]))
             parsed.memblks.append((m.node, m.start, m.end))
         return parsed
@@ -289,14 +325,16 @@ class Srat2625:
         else:
             keys = [(s, e, n) for n, (s, e) in sorted(nodes.items())]
         if self.compute_hash_shift(boot, keys, max_pfn) < 0:
-            boot.printk("numa.srat.hash", "SRAT: No NUMA node hash function found. Contact "
-                        "maintainer")
+            boot.printk(
+                "numa.srat.hash", "SRAT: No NUMA node hash function found. Contact maintainer"
+            )
             self.bad_srat(boot)
             return None
         return Numa(parsed.memblks, {n: nodes[n] for n in parsed_nodes}, False)
 
-    def nodes_cover_memory(self, boot: Boot, nodes: dict[int, tuple[int, int]],
-                           parsed_nodes: list[int], max_pfn: int) -> bool:
+    def nodes_cover_memory(
+        self, boot: Boot, nodes: dict[int, tuple[int, int]], parsed_nodes: list[int], max_pfn: int
+    ) -> bool:
         """srat_64.c nodes_cover_memory(): RAM inside the node hulls vs RAM below end_pfn,
         both from absent_pages_in_range() over the (unsorted) early_node_map.
 
@@ -311,13 +349,19 @@ class Srat2625:
             pxmram = max(pxmram, 0)
         e820ram = max_pfn - self.node_map.absent(None, 0, max_pfn)
         if e820ram - pxmram >= 1024 * 1024:
-            boot.printk("numa.srat.cover", f"SRAT: PXMs only cover {pxmram >> 8}MB of your "
-                        f"{e820ram >> 8}MB e820 RAM. Not used.", pxmram=pxmram, e820ram=e820ram)
+            boot.printk(
+                "numa.srat.cover",
+                f"SRAT: PXMs only cover {pxmram >> 8}MB of your "
+                f"{e820ram >> 8}MB e820 RAM. Not used.",
+                pxmram=pxmram,
+                e820ram=e820ram,
+            )
             return False
         return True
 
-    def compute_hash_shift(self, boot: Boot, ranges: list[tuple[int, int, int]],
-                           max_pfn: int) -> int:
+    def compute_hash_shift(
+        self, boot: Boot, ranges: list[tuple[int, int, int]], max_pfn: int
+    ) -> int:
         """numa_64.c compute_hash_shift(): the memnodemap that phys_to_nid() reads.
 
         extract_lsb_from_nodes(): the shift is the lowest set bit of all range starts (63 with
@@ -340,14 +384,22 @@ class Srat2625:
                 boot.printk("numa.memnodemap", "NUMA: Unable to allocate Memory to Node hash map")
                 return -1
             self.busy.append((addr, addr + size, "MEMNODEMAP"))
-            boot.printk("numa.memnodemap", f"NUMA: Allocated memnodemap from {addr:x} - "
-                        f"{addr + size:x}", start=addr, end=addr + size)
+            boot.printk(
+                "numa.memnodemap",
+                f"NUMA: Allocated memnodemap from {addr:x} - {addr + size:x}",
+                start=addr,
+                end=addr + size,
+            )
         boot.printk("numa.hash_shift", f"NUMA: Using {shift} for the hash shift.", shift=shift)
         chunks = sorted((s >> shift, -(-e >> shift) if shift < 64 else 1, n) for s, e, n in used)
         ok = bool(chunks) and all(b[0] >= a[1] for a, b in zip(chunks, chunks[1:], strict=False))
         if not ok:
-            boot.printk("numa.hash_shift", "Your memory is not aligned you need to rebuild "
-                        f"your kernel with a bigger NODEMAPSIZE shift={shift}", shift=shift)
+            boot.printk(
+                "numa.hash_shift",
+                "Your memory is not aligned you need to rebuild "
+                f"your kernel with a bigger NODEMAPSIZE shift={shift}",
+                shift=shift,
+            )
             return -1
         self.memnode, self.memnode_shift = chunks, shift
         boot.facts["memnode_shift"] = shift
@@ -371,5 +423,13 @@ class _Parsed:
     memblks: list[tuple[int, int, int]]
 
 
-__all__ = ["EARLY_BUG", "NODE_MIN_SIZE", "NodeMap", "Numa", "Srat2625", "early_bug",
-           "max_active_regions", "pieces"]
+__all__ = [
+    "EARLY_BUG",
+    "NODE_MIN_SIZE",
+    "NodeMap",
+    "Numa",
+    "Srat2625",
+    "early_bug",
+    "max_active_regions",
+    "pieces",
+]
