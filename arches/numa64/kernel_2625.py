@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from arches.numa64.init_2625 import Init2625
 from arches.numa64.mm_2625 import Mm2625
 from arches.numa64.setup_2625 import Setup2625
 from arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, early_bug, max_active_regions
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 ULONG_MAX_PFN = (1 << 64) - 1
 
 
-class Linux2625(Mm2625, Setup2625, Numa64Base):
+class Linux2625(Init2625, Mm2625, Setup2625, Numa64Base):
     """x86_64 2.6.25: the data sheet (defaults of the traced 2008 build) and the phases."""
 
     PROFILE = "2.6.25"
