@@ -15,18 +15,23 @@ of that node in it. Without a usable affinity table (none, ``numa=off``, or reje
 Presets: ``seed-numa-8g`` (+ ``-generic-free``, ``-buffer``), ``sgi-sparse``,
 ``numa-memoryless``, ``numa-4node`` (profile 2.6.25) and ``qemu-numa-interleave-amd64`` (6.1).
 
-Two profiles, one module each; the later one subclasses the earlier and overrides only what the
-kernel changed (the py-evm pattern):
+Two profiles:
 
-- ``"2.6.25"`` (:mod:`arches.numa64.v2_6_25`): what a spring-2008 x86_64 kernel does
-  (arch/x86/mm/numa_64.c ``setup_node_bootmem()``, arch/x86/mm/srat_64.c): one classic
-  bootmem per node over the node's *span*, pgdat and bitmap placed on the node, usable RAM
-  freed node by node, vmemmap / per-cpu areas allocated node-locally.
+- ``"2.6.25"`` (:mod:`arches.numa64.kernel_2625` with :mod:`~arches.numa64.srat_2625`,
+  :mod:`~arches.numa64.setup_2625`, :mod:`~arches.numa64.mm_2625`,
+  :mod:`~arches.numa64.init_2625`): x86_64 Linux 2.6.25 as its sources say (early_node_map,
+  the SRAT, early_res, setup_node_bootmem(), SPARSEMEM sparse_init(), free_area_init_nodes(),
+  the start_kernel() allocations, mem_init()), held to the real x86_64 boots of
+  ``real-boots-2008/`` line by line and allocation by allocation. Machines from such a log are
+  made by ``import-dmesg`` with the kernel's ``.config`` and ``System.map``
+  (:mod:`arches.numa64.kbuild`).
 - ``"6.1"`` (:mod:`arches.numa64.v6_1`): the affinity-table checks and the messages of
   today's kernel (arch/x86/mm/numa.c, mm/page_alloc.c), matched against the real Debian 6.1
   boots in ``real-boots/``; the zone counts and the lines from free_area_init_core() to the
   VFS hashes (``Built N zonelists``, PCI gap, ``setup_percpu:``, hash tables) are in
-  :mod:`arches.numa64.v6_1_mm`, their generic arithmetic in :mod:`bootemu.linux61`.
+  :mod:`arches.numa64.v6_1_mm`, their generic arithmetic in :mod:`bootemu.linux61`. It
+  subclasses :class:`arches.numa64.v2_6_25.Numa64Base`, the first (hand-arithmetic) 2008
+  model, whose bitmap placement and node-by-node frees it still uses.
 
 ``[kernel]`` keys this arch reads (all optional; sizes accept ``memparse()`` strings):
 
@@ -36,10 +41,14 @@ kernel changed (the py-evm pattern):
     ``"generic"`` (one free_bootmem() per e820 RAM entry after every node's bitmap exists, as
     x86_32's register_bootmem_low_pages() does for its single node).
 ``srat_check``
-    2.6.25: ``"memblks"`` (default: Suresh Siddha's March 2008 patch, merged for 2.6.26,
-    which compares each affinity range with the earlier ranges and so accepts interleaved
-    nodes) or ``"hulls"`` (2.6.25 as released: ranges are checked against, and the node
-    hash is built from, each node's hull; interleaved nodes are rejected).
+    2.6.25: which srat_64.c: ``"memblks"`` (default; 2.6.25 + commit 6ec6e0d9f2f "srat, x86:
+    add support for nodes spanning other nodes", CONFIG_NODES_SPAN_OTHER_NODES, merged for
+    2.6.26: each affinity range is checked against the earlier ranges, printed and registered
+    as it is, and the node hash is built from the ranges) or ``"hulls"`` (2.6.25 as released:
+    a node's later range prints and registers the node's whole hull, so interleaved nodes
+    register overlapping active ranges and __absent_pages_in_range() BUG()s).
+    ``import-dmesg`` sets it from the System.map (``node_memblk_range``), the .config, or the
+    shape of the log's ``SRAT: Node`` lines.
 ``cpu_nodes``
     The node of each CPU, ``"0,0,1,1"``; default one CPU per node named in ``[[numa.memory]]``
     (one CPU without a table). Per-cpu areas are allocated on these nodes.
@@ -56,8 +65,31 @@ kernel changed (the py-evm pattern):
 ``text_size`` / ``data_size`` / ``init_size``
     2.6.25: the code / data / init figures of the ``Memory:`` line.
 ``mp_table``
-    6.1: where the firmware put the MP floating pointer (SeaBIOS: ``0xf5ba0``), printed as
-    ``found SMP MP-table at ...``; 0 = none. 16-byte aligned, below 1 MiB.
+    Where the firmware put the MP floating pointer (SeaBIOS: ``0xf5ba0``); 0 = none. 16-byte
+    aligned, below 1 MiB. 6.1 prints it (``found SMP MP-table at ...``); 2.6.25's
+    find_smp_config() reserves a page there and one at the MP table (16 bytes on, as SeaBIOS
+    lays it out), both counted in dma_reserve.
+
+Keys only the 2.6.25 profile reads (defaults: the traced 2008 build of ``real-boots-2008``;
+``import-dmesg`` with ``--kconfig`` / ``--system-map`` fills them):
+
+``smp_cache_bytes``, ``pageblock_order``, ``nodes_shift``
+    1 << CONFIG_X86_L1_CACHE_SHIFT (the alignment of alloc_bootmem()); 9 with
+    CONFIG_HUGETLB_PAGE, else MAX_ORDER - 1 = 10 (sizes the section usemaps); CONFIG_NODES_SHIFT
+    (MAX_ACTIVE_REGIONS of the ``add_active_range`` lines).
+``smp``, ``acpi_sleep``, ``hpet``, ``hotplug_cpu``
+    CONFIG_SMP (the trampoline early_res), CONFIG_ACPI_SLEEP (two low pages for the wakeup
+    code), an HPET (acpi_parse_hpet()'s resource), CONFIG_HOTPLUG_CPU (the ``SMP: Allowing``
+    line). Booleans.
+``ebda`` / ``ebda_kb``
+    The EBDA address (BIOS word 0x40E << 4; 0 = none) and its size word in KiB: reserve_ebda().
+``nr_ioapics``
+    I/O APICs (ioapic_setup_resources() allocates a resource and name per one).
+``command_line_size``
+    strlen(boot_command_line), all of it (setup_command_line() copies it twice); default the
+    length of ``cmdline``.
+``vga_cols`` / ``vga_rows``
+    The VGA text console con_init() allocates a screen buffer for; ``vga_cols = 0``: none.
 
 Command-line parameters the 6.1 profile reads besides ``mem=`` and ``numa=`` (``off``,
 ``noacpi``, and ``fake=`` NUMA emulation: :mod:`arches.numa64.numa_emu_61`): ``hashdist=``,
