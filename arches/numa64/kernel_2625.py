@@ -65,6 +65,7 @@ class Linux2625(Init2625, Mm2625, Setup2625, Numa64Base):
         self.dma_reserve = 0
         self.nr_kernel_pages = self.nr_all_pages = self.totalram_pages = 0
         self.zone_present: list[tuple[int, int, int]] = []
+        self.backend_maps: list[tuple[int, int, str]] = []
 
     # A BUG() before trap_init() (all of setup_arch()) is caught by the early IDT handler,
     # which prints "PANIC: early exception 06 rip ..." and halts (head64.c, head_64.S).

@@ -71,6 +71,7 @@ class Setup2625:
     end_pfn_map: int
     placements: dict[str, int]
     bootmap_at: dict[int, tuple[int, int]]
+    backend_maps: list[tuple[int, int, str]]
     if TYPE_CHECKING:  # provided by the kernel class
         lay: Layout
 
@@ -101,6 +102,7 @@ class Setup2625:
         (``last >= r->start``) as overlapping, and the alignment after bad_addr() is not
         checked against the reservations again.
         """
+        busy = self.busy + self.backend_maps
         for ent in boot.e820:
             if ent.type != 1:
                 continue
@@ -108,7 +110,7 @@ class Setup2625:
             if addr > ent.end:
                 continue
             while addr + size <= ent.end:
-                hit = next((e for s, e, _ in self.busy if addr + size >= s and addr < e), None)
+                hit = next((e for s, e, _ in busy if addr + size >= s and addr < e), None)
                 if hit is None:
                     break
                 addr = hit
@@ -248,12 +250,27 @@ class Setup2625:
             plan[node] = (pgdat, bmap)
         requests = allocator.bitmap_requests()
         placements = {}
+        kernel_areas = len(self.busy)
+        if boot.allocator_name != "bootmem":  # other backends' maps go around the kernel's
+            pages = {
+                n: bootmap_pages(pfn_down(e) - pfn_down(s))
+                for n, (s, e) in ((n, self.bootmem_span(n)) for n in nodes)
+            }
+            for node, (pgdat, bmap) in plan.items():
+                if pgdat is not None:
+                    self.busy.append((pgdat, pgdat + cfg.pgdat_size, "planned NODE_DATA"))
+                if bmap is not None:
+                    self.busy.append((bmap, bmap + pages[node] * PAGE_SIZE, "planned bootmap"))
         for r in requests:
             node = int(r.key[4:]) if r.key.startswith("node") else None
             if node in plan and boot.allocator_name == "bootmem":
                 placements[r.key] = pfn_down(plan[node][1] or pfn_phys(r.start_pfn))
             else:
                 placements[r.key] = self.place_bitmap(boot, r)
+        # Not early_res[] entries of the kernel (early_res_to_bootmem() must not print them);
+        # the backend's own maps stay out of find_e820_area()'s way.
+        self.backend_maps = [b for b in self.busy[kernel_areas:] if b[2].startswith("bootmap ")]
+        del self.busy[kernel_areas:]
         self.placements = placements
         allocator.enable(placements=placements)
         self.online, self.bootmap_at = [], {}
