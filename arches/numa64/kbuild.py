@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bootemu.importers.bootlog import strip_dmesg_prefix
 from bootemu.importers.kbuild import Kconfig, SystemMap
 from bootemu.models import NumaMemory
 
-__all__ = ["keys_2625", "srat_ranges"]
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from bootemu.importers.artifacts import ArtifactInput, KernelKeys
+
+__all__ = ["derive_2625", "kernel_keys", "keys_2625", "srat_ranges"]
 
 #: include/asm-x86/page_64.h: __START_KERNEL_map, the kernel's virtual base.
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -94,25 +98,54 @@ def _hull_lines(printed: Sequence[NumaMemory]) -> bool | None:
     return verdict
 
 
+def _shown(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 4096:
+        return f"{value:#x}"
+    return repr(value)
+
+
 def keys_2625(
     text: str,
     printed_srat: Sequence[NumaMemory],
     kconfig: Kconfig | None,
     system_map: SystemMap | None,
 ) -> tuple[list[tuple[str, object]], list[NumaMemory], list[str]]:
-    """``[kernel]`` keys, the SRAT ranges and notes for a 2.6.x x86_64 boot of ``text``."""
-    keys: dict[str, object] = {}
+    """``[kernel]`` keys, the SRAT ranges and notes (one per key, then the others) for a 2.6.x
+    x86_64 boot logged in ``text``."""
+    keys, numa, notes = derive_2625(_lines(text), printed_srat, kconfig, system_map)
+    items = [(k, v) for k, (v, _) in keys.items()]
+    return items, numa, [f"kernel.{k} {_shown(v)} ({why})" for k, (v, why) in keys.items()] + notes
+
+
+def kernel_keys(inp: ArtifactInput) -> KernelKeys:
+    """The reader of :mod:`bootemu.importers.artifacts` for numa64 (``READERS["numa64"]``):
+    the 2.6.25 keys from the log's lines and the artifacts (nothing for 6.1, whose keys the
+    importer's generic code fills)."""
+    from bootemu.importers.artifacts import KernelKeys
+
+    out = KernelKeys()
+    if inp.profile != "2.6.25":
+        return out
+    printed = [entry for entry, _flags in inp.log.srat]
+    keys, _numa, notes = derive_2625(inp.log.lines, printed, inp.kconfig, inp.system_map)
+    for key, (value, why) in keys.items():
+        out.set(key, value, why)  # type: ignore[arg-type]
+    out.notes.extend(notes)
+    return out
+
+
+def derive_2625(
+    lines: list[str],
+    printed_srat: Sequence[NumaMemory],
+    kconfig: Kconfig | None,
+    system_map: SystemMap | None,
+) -> tuple[dict[str, tuple[object, str]], list[NumaMemory], list[str]]:
+    """Each key with its value and where it came from, the SRAT ranges, other notes."""
+    keys: dict[str, tuple[object, str]] = {}
     notes: list[str] = []
-    lines = _lines(text)
 
     def put(key: str, value: object, why: str) -> None:
-        keys[key] = value
-        shown = (
-            f"{value:#x}"
-            if isinstance(value, int) and not isinstance(value, bool) and value > 4096
-            else repr(value)
-        )
-        notes.append(f"kernel.{key} {shown} ({why})")
+        keys[key] = (value, why)
 
     # --- which SRAT code: the symbol, the option, else the shape of the lines
     hulls: bool | None = None
@@ -231,7 +264,7 @@ def keys_2625(
         elif (m := _PERCPU.match(line)) and "percpu_size" not in keys:
             put("percpu_size", int(m.group(1)), "'PERCPU: Allocating ...'")
         elif m := _CONSOLE.match(line):
-            if keys.get("vga_cols", 1):
+            if keys.get("vga_cols", (1, ""))[0]:
                 put("vga_cols", int(m.group(1)), "'Console: colour ...'")
                 put("vga_rows", int(m.group(2)), "'Console: colour ...'")
         elif line.startswith("IOAPIC["):
@@ -249,4 +282,4 @@ def keys_2625(
             if hpet
             else "'ACPI: LAPIC' lines but no 'ACPI: HPET id:' line",
         )
-    return list(keys.items()), numa, notes
+    return keys, numa, notes
