@@ -132,9 +132,12 @@ def real_allocs(case: str) -> list[TraceCall]:
 
 
 @functools.cache
-def emulate(case: str) -> tuple[dict[str, Any], tuple[str, ...], tuple[int, ...], Any]:
-    """Import with the kernel's .config and System.map, boot on bootmem: the report, the
-    dmesg lines, the ``bdata_start`` of each served allocation, and the machine."""
+def emulate(
+    case: str, artifacts: bool = True
+) -> tuple[dict[str, Any], tuple[str, ...], tuple[int, ...], Any]:
+    """Import (with the kernel's .config and System.map, or from the log alone), boot on
+    bootmem: the report, the dmesg lines, the ``bdata_start`` of each served allocation, and
+    the machine."""
     from bootemu.sequencer import boot_machine
 
     kernel = DATA / "kernels" / CASES[case]
@@ -144,8 +147,8 @@ def emulate(case: str) -> tuple[dict[str, Any], tuple[str, ...], tuple[int, ...]
         arch=None,
         profile=None,
         overrides=(),
-        kconfig=read_kconfig(kernel / "config"),
-        system_map=read_system_map(kernel / "System.map"),
+        kconfig=read_kconfig(kernel / "config") if artifacts else None,
+        system_map=read_system_map(kernel / "System.map") if artifacts else None,
     )
     with structlog.testing.capture_logs() as events:
         result = boot_machine(machine, allocator="bootmem")
@@ -154,13 +157,13 @@ def emulate(case: str) -> tuple[dict[str, Any], tuple[str, ...], tuple[int, ...]
     return result.report, lines, served, machine
 
 
-def emulated_lines(case: str) -> list[str]:
-    return memory_lines(list(emulate(case)[1]))
+def emulated_lines(case: str, artifacts: bool = True) -> list[str]:
+    return memory_lines(list(emulate(case, artifacts)[1]))
 
 
-def emulated_allocs(case: str) -> list[tuple[int | None, int | None]]:
+def emulated_allocs(case: str, artifacts: bool = True) -> list[tuple[int | None, int | None]]:
     """(address, serving bitmap's start) of each allocation, in order."""
-    report, _, served, _ = emulate(case)
+    report, _, served, _ = emulate(case, artifacts)
     allocs = [a for a in report["allocations"] if a["op"] == "alloc"]
     out: list[tuple[int | None, int | None]] = []
     it = iter(served)
@@ -172,17 +175,50 @@ def emulated_allocs(case: str) -> list[tuple[int | None, int | None]]:
 # --------------------------------------------------------------------------------------------
 
 
+ARTIFACTS = pytest.mark.parametrize("artifacts", [True, False], ids=["kbuild", "log-only"])
+
+
+@ARTIFACTS
 @pytest.mark.parametrize("case", CASES)
-def test_memory_lines_match_the_real_boot(case: str) -> None:
-    real, got = real_lines(case), emulated_lines(case)
+def test_memory_lines_match_the_real_boot(case: str, artifacts: bool) -> None:
+    """With the .config and System.map, and from the log alone (its early res, PERCPU,
+    NODE_DATA, SRAT and Memory: lines say the same)."""
+    real, got = real_lines(case), emulated_lines(case, artifacts)
     assert real, "the filter finds the real kernel's lines"
     assert got == real
 
 
+@ARTIFACTS
 @pytest.mark.parametrize("case", CASES)
-def test_every_allocation_at_the_real_address_from_the_real_bitmap(case: str) -> None:
+def test_every_allocation_at_the_real_address_from_the_real_bitmap(
+    case: str, artifacts: bool
+) -> None:
     real = [(c.result, c.core_starts[-1] if c.core_starts else None) for c in real_allocs(case)]
-    assert emulated_allocs(case) == real
+    assert emulated_allocs(case, artifacts) == real
+
+
+def test_importer_reads_the_srat_code_and_the_build() -> None:
+    """The SRAT switch from the System.map symbol of 6ec6e0d9f2f (node_memblk_range), and
+    from the shape of the SRAT lines without it; the hull lines turned back into ranges."""
+    hull = dict(emulate("tn2625_seed_8g")[3].kernel.config)
+    patched = dict(emulate("tn2625s_seed_8g")[3].kernel.config)
+    assert hull["srat_check"] == "hulls" and patched["srat_check"] == "memblks"
+    assert dict(emulate("tn2625_seed_8g", False)[3].kernel.config)["srat_check"] == "hulls"
+    assert dict(emulate("tn2625s_seed_8g", False)[3].kernel.config)["srat_check"] == "memblks"
+    # System.map: _text 0xffffffff80200000, _end 0xffffffff8044e698; per-cpu section
+    # 0xffffffff8041e000-0xffffffff80424168; .config X86_L1_CACHE_SHIFT=7, NODES_SHIFT=6.
+    assert patched["image_start"] == 0x200000 and patched["image_size"] == 0x24E698
+    assert patched["percpu_size"] == 0x6168 == 24936
+    assert patched["smp_cache_bytes"] == 128 and patched["nodes_shift"] == 6
+    # "SRAT: Node 0 PXM 0 0-180000000" after "0-80000000": the range [4G, 6G) (past node 1's
+    # hull [2G, 4G)); "SRAT: Node 1 PXM 1 80000000-240000000": [6G, 9G).
+    ranges = [(m.node, m.start, m.end) for m in emulate("tn2625_seed_8g")[3].numa]
+    assert ranges == [
+        (0, 0, 2 << 30),
+        (1, 2 << 30, 4 << 30),
+        (0, 4 << 30, 6 << 30),
+        (1, 6 << 30, 9 << 30),
+    ]
 
 
 def _node_of(machine: Any, addr: int) -> int | None:
