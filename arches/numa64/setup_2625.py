@@ -287,7 +287,13 @@ class Setup2625:
             for r in requests:  # the backend's own bitmaps
                 addr = pfn_phys(placements[r.key])
                 owner = r.node if r.node is not None else self.memnode_nid(addr)
-                allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=owner, exclusive=False)
+                allocator.reserve(
+                    addr=addr,
+                    size=r.pages * PAGE_SIZE,
+                    node=owner,
+                    exclusive=False,
+                    label=f"bootmem bitmap {r.key}",
+                )
 
     def setup_node_bootmem(
         self,
@@ -354,8 +360,16 @@ class Setup2625:
             # max_low_pfn of free_bootmem_with_active_regions(), so no range is ever cut.
             if s < end:
                 allocator.free(addr=pfn_phys(s), size=pfn_phys(min(e, end) - s), node=node)
-        allocator.reserve(addr=pgdat, size=cfg.pgdat_size, node=node, exclusive=False)
-        allocator.reserve(addr=bmap, size=pages * PAGE_SIZE, node=node, exclusive=False)
+        allocator.reserve(
+            addr=pgdat, size=cfg.pgdat_size, node=node, exclusive=False, label=f"NODE_DATA({node})"
+        )
+        allocator.reserve(
+            addr=bmap,
+            size=pages * PAGE_SIZE,
+            node=node,
+            exclusive=False,
+            label=f"bootmem bitmap node{node}",
+        )
 
     def free_generic(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """``kernel.free_ram = "generic"`` (not what x86_64 does; the seed's scenario): once
@@ -367,10 +381,20 @@ class Setup2625:
             allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
         for node in self.online:
             allocator.reserve(
-                addr=self.pgdat[node], size=self.cfg.pgdat_size, node=node, exclusive=False
+                addr=self.pgdat[node],
+                size=self.cfg.pgdat_size,
+                node=node,
+                exclusive=False,
+                label=f"NODE_DATA({node})",
             )
             bmap, size = self.bootmap_at[node]
-            allocator.reserve(addr=bmap, size=size, node=node, exclusive=False)
+            allocator.reserve(
+                addr=bmap,
+                size=size,
+                node=node,
+                exclusive=False,
+                label=f"bootmem bitmap node{node}",
+            )
 
     # ---------------------------------------------------------------------------------------
     # reserve: early_res_to_bootmem() and the reservations that follow it in setup_arch()
@@ -393,12 +417,14 @@ class Setup2625:
         if node is None or node not in self.online:
             pass
         elif boot.allocator_name == "bootmem":
-            allocator.reserve(addr=phys, size=size, node=node, exclusive=False)
+            allocator.reserve(addr=phys, size=size, node=node, exclusive=False, label=name)
         else:  # the other backends know RAM blocks, not spans: reserve the RAM pieces only
             for s, e, owner in self.lay.node_pieces(pfn_down(phys), -(-(phys + size) // PAGE_SIZE)):
                 if owner is not None:
                     lo, hi = max(phys, pfn_phys(s)), min(phys + size, pfn_phys(e))
-                    allocator.reserve(addr=lo, size=hi - lo, node=owner, exclusive=False)
+                    allocator.reserve(
+                        addr=lo, size=hi - lo, node=owner, exclusive=False, label=name
+                    )
         if phys + size <= MAX_DMA_PFN * PAGE_SIZE:
             self.dma_reserve += size // PAGE_SIZE
 
