@@ -414,8 +414,18 @@ class Setup2625:
             return
         node = self.memnode_nid(phys)
         boot.trace("numa.reserve_early", name=name, start=phys, end=phys + size, node=node)
-        if node is None or node not in self.online:
+        if node is None:  # NUMA_NO_NODE: memnodemap has no node there; nothing is reserved
             pass
+        elif node not in self.online:
+            # NODE_DATA(nid) is NULL: reserve_bootmem_node() reads pgdat->bdata at address 0
+            # before trap_init(), a page fault the early IDT handler reports (vector 0e).
+            raise KernelPanic(
+                f"reserve_bootmem_generic({phys:#x}): NODE_DATA({node}) is NULL",
+                printk=[
+                    "PANIC: early exception 0e (page fault: NULL NODE_DATA in "
+                    "reserve_bootmem_generic())"
+                ],
+            )
         elif boot.allocator_name == "bootmem":
             allocator.reserve(addr=phys, size=size, node=node, exclusive=False, label=name)
         else:  # the other backends know RAM blocks, not spans: reserve the RAM pieces only

@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 NODE_MIN_SIZE = 4 << 20
 #: include/asm-x86/mmzone_64.h: struct memnode's ``s16 embedded_map[64-8]``.
 EMBEDDED_MEMNODEMAP = 64 - 8
-#: e820_64.c end_user_pfn's initial value: MAXMEM >> PAGE_SHIFT (MAXMEM = 2^46 on 2.6.25).
-MAXMEM_PFN = 1 << (46 - 12)
+#: include/asm-x86/pgtable_64.h, 2.6.25: MAXMEM = 0x3fffffffffff (64 TiB - 1); end_user_pfn
+#: starts at MAXMEM >> PAGE_SHIFT and e820_end_of_ram() caps end_pfn_map there.
+MAXMEM_PFN = 0x3FFFFFFFFFFF >> 12
 #: The ``#UD`` a BUG() raises before trap_init(): early_idt_handler prints this and halts.
 EARLY_BUG = "PANIC: early exception 06"
 
