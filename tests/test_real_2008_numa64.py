@@ -297,7 +297,11 @@ G = 1 << 30
 
 
 def variant(
-    kernel: str, numa: list[tuple[int, int, int]], cmdline: str = "", cpus: str | None = None
+    kernel: str,
+    numa: list[tuple[int, int, int]],
+    cmdline: str = "",
+    cpus: str | None = None,
+    **config: object,
 ) -> tuple[Any, list[str]]:
     """The seed guest (its e820, CPUs, image) imported with ``kernel``'s artifacts, with
     another SRAT and command line; booted on bootmem."""
@@ -320,6 +324,7 @@ def variant(
     cfg["command_line_size"] += len(cmdline) + 1 if cmdline else 0  # appended to the real one
     if cpus:
         cfg["cpu_nodes"] = cpus
+    cfg.update(config)
     kernel_spec = dataclasses.replace(machine.kernel, cmdline=cmdline, config=tuple(cfg.items()))
     machine = dataclasses.replace(
         machine, kernel=kernel_spec, numa=tuple(NumaMemory(n, s, e) for n, s, e in numa)
@@ -403,3 +408,13 @@ def test_two_plain_nodes_boot_on_both_kernels(kernel: str) -> None:
     assert result.outcome == "ok" and result.report["violations"] == []
     assert "NUMA: Using 32 for the hash shift." in lines
     assert "  bootmap [000000000000f000 -  000000000002efff] pages 20" in lines
+
+
+def test_srat_lists_more_cpus_than_are_possible() -> None:
+    """Four SRAT processor entries (printed, one per APIC) on a two-CPU guest: "SMP: Allowing
+    2 CPUs" and two per-cpu areas, CPU 0 on node 0 and CPU 1 on node 1 (their APICs' nodes)."""
+    result, lines = variant("numa-2625s-trace", SEED, cpus="0,1,0,1", possible_cpus=2)
+    assert sum(line.startswith("SRAT: PXM") for line in lines) == 4
+    assert "SMP: Allowing 2 CPUs, 0 hotplug CPUs" in lines
+    percpu = [a for a in result.report["allocations"] if a["caller"] == "setup_per_cpu_areas"]
+    assert [a["nodes_touched"] for a in percpu] == [[0], [1]]

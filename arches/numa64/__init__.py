@@ -85,6 +85,11 @@ Keys only the 2.6.25 profile reads (defaults: the traced 2008 build of ``real-bo
     The EBDA address (BIOS word 0x40E << 4; 0 = none) and its size word in KiB: reserve_ebda().
 ``nr_ioapics``
     I/O APICs (ioapic_setup_resources() allocates a resource and name per one).
+``possible_cpus``
+    The possible CPUs (``SMP: Allowing N CPUs``) when they are not one per ``cpu_nodes``
+    entry (which then lists the SRAT's processor entries, printed as such): CPUs past the list
+    have no SRAT node and are dealt round robin, CPUs are cut at N. 0 (default): one per
+    ``cpu_nodes`` entry.
 ``command_line_size``
     strlen(boot_command_line), all of it (setup_command_line() copies it twice); default the
     length of ``cmdline``.
@@ -142,6 +147,7 @@ class Config:
     ebda: int
     ebda_kb: int
     nr_ioapics: int
+    possible_cpus: int
     command_line_size: int
     vga_cols: int
     vga_rows: int
@@ -163,6 +169,7 @@ DEFAULTS_2625: dict[str, Any] = {
     "ebda": 0x9FC00,  # the BIOS data area's EBDA segment << 4 (SeaBIOS: 0x9fc00)
     "ebda_kb": 1,  # the EBDA's own size word, KiB
     "nr_ioapics": 1,  # "IOAPIC[0]: ..." lines
+    "possible_cpus": 0,  # "SMP: Allowing N CPUs"; 0: one per cpu_nodes entry
     "command_line_size": -1,  # strlen(boot_command_line); -1: that of kernel.cmdline
     "vga_cols": 80,  # "Console: colour VGA+ 80x25"; 0 = no VGA console
     "vga_rows": 25,

@@ -91,7 +91,11 @@ class Init2625:
         """prefill_possible_map() (CONFIG_HOTPLUG_CPU) and setup_per_cpu_areas():
         PERCPU_ENOUGH_ROOM per possible CPU, alloc_bootmem_pages_node() on its node."""
         cfg = self.cfg
-        cpus = cfg.cpu_nodes
+        # CPU i is the i-th processor of the MADT; its SRAT entry (cpu_nodes[i]) gives its
+        # node. A CPU the SRAT does not list has none: numa_init_array() deals it round robin
+        # (a node number past every online node stands for NUMA_NO_NODE).
+        count = cfg.possible_cpus or len(cfg.cpu_nodes)
+        cpus = (list(cfg.cpu_nodes) + [1 << cfg.nodes_shift] * count)[:count]
         if cfg.hotplug_cpu:
             boot.printk(
                 "smp.possible", f"SMP: Allowing {len(cpus)} CPUs, 0 hotplug CPUs", cpus=len(cpus)

@@ -38,6 +38,8 @@ _EARLY_RES = re.compile(r"^early res: \d+ \[([0-9a-f]+)-([0-9a-f]+)\] (.*)$")
 _PERCPU = re.compile(r"^PERCPU: Allocating (\d+) bytes of per cpu data")
 _CONSOLE = re.compile(r"^Console: colour \S+ (\d+)x(\d+)")
 _CMDLINE = re.compile(r"^Command line: (.*)$")
+_SRAT_CPU = re.compile(r"^SRAT: PXM \d+ -> APIC \d+ -> Node \d+")
+_ALLOWING = re.compile(r"^SMP: Allowing (\d+) CPUs")
 _SRAT_LINE = re.compile(r"SRAT: Node (\d+) PXM \d+ ([0-9a-f]+)-([0-9a-f]+)\s*$")
 
 
@@ -273,6 +275,14 @@ def derive_2625(
             hpet += 1
     if ioapics:
         put("nr_ioapics", ioapics, "'IOAPIC[N]: ...' lines")
+    srat_cpus = sum(1 for line in lines if _SRAT_CPU.match(line))
+    allowing = next((int(m.group(1)) for line in lines if (m := _ALLOWING.match(line))), None)
+    if srat_cpus and allowing is not None and allowing != srat_cpus:
+        put(
+            "possible_cpus",
+            allowing,
+            f"'SMP: Allowing {allowing} CPUs' beside {srat_cpus} SRAT processor entries",
+        )
     # acpi_boot_init() prints the MADT's LAPIC lines and, just after, the HPET table's line.
     if "hpet" not in keys and any(line.startswith("ACPI: LAPIC") for line in lines):
         put(
