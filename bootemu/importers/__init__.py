@@ -33,7 +33,6 @@ from bootemu.importers.bootlog import (
     read_boot_log,
     strip_dmesg_prefix,
 )
-from bootemu.importers.kbuild import Kconfig, SystemMap
 from bootemu.importers.memmap import MEMMAP_TYPES, read_memmap
 from bootemu.models import BootemuError, KernelSpec, Machine, NumaMemory
 
@@ -326,8 +325,6 @@ def import_dmesg(
     arch: str | None,
     profile: str | None,
     overrides: Sequence[str],
-    kconfig: Kconfig | None = None,
-    system_map: SystemMap | None = None,
 ) -> tuple[Machine, list[str]]:
     """The machine that reproduces the boot logged in ``text``, and notes on how it was read.
 
@@ -399,7 +396,7 @@ def import_dmesg(
     if chosen_arch == ARCH_64 and chosen_profile == "2.6.25":  # x86_64 2008: arches/numa64
         from arches.numa64.kbuild import keys_2625
 
-        more, numa_list, extra = keys_2625(text, numa, kconfig, system_map)
+        more, numa_list, extra = keys_2625(text, numa, None, None)
         numa = tuple(numa_list)
         config = [item for item in config if item[0] not in dict(more)] + more
         notes.extend(extra)
