@@ -434,3 +434,20 @@ def test_srat_lists_more_cpus_than_are_possible() -> None:
     assert "SMP: Allowing 2 CPUs, 0 hotplug CPUs" in lines
     percpu = [a for a in result.report["allocations"] if a["caller"] == "setup_per_cpu_areas"]
     assert [a["nodes_touched"] for a in percpu] == [[0], [1]]
+
+
+def test_a_qemu_style_srat_needs_an_allocated_memnodemap() -> None:
+    """A table as QEMU's -numa writes it (node 0 = [0, 640K) + [1M, 4G), node 1 = [4G, 9G))
+    on the SRAT-patch kernel: the node hash is built from the ranges, whose starts have 1 MiB
+    as lowest bit (shift 20), so the map has (9G >> 20) + 1 = 9217 two-byte entries, more than
+    the 56 embedded ones: round_up(18434, 128) = 0x4880 bytes from find_e820_area(0x8000, ...),
+    i.e. [0x8000, 0xc880), an early reservation; NODE_DATA then steps past it (0xc880)."""
+    result, lines = variant(
+        "numa-2625s-trace", [(0, 0, 640 << 10), (0, 1 << 20, 4 * G), (1, 4 * G, 9 * G)]
+    )
+    assert result.outcome == "ok" and result.report["violations"] == []
+    assert "NUMA: Allocated memnodemap from 8000 - c880" in lines
+    assert "NUMA: Using 20 for the hash shift." in lines
+    assert "early res: 5 [8000-c87f] MEMNODEMAP" in lines
+    assert "  NODE_DATA [000000000000c880 - 000000000001387f]" in lines
+    assert "  bootmap [0000000000014000 -  0000000000033fff] pages 20" in lines

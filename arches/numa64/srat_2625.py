@@ -379,8 +379,9 @@ class Srat2625:
         memtop = max((e for _, e, _ in used), default=0)
         mapsize = (memtop >> shift) + 1 if shift < 64 else 1
         if mapsize > EMBEDDED_MEMNODEMAP:
-            size = -(-2 * mapsize // 128) * 128  # round_up(sizeof(s16) * size, L1_CACHE)
-            addr = self.find_area(boot, 0x8000, pfn_phys(max_pfn), size, 128)
+            line = self.cfg.smp_cache_bytes  # L1_CACHE_BYTES
+            size = -(-2 * mapsize // line) * line  # round_up(sizeof(s16) * size, ...)
+            addr = self.find_area(boot, 0x8000, pfn_phys(max_pfn), size, line)
             if addr is None:
                 boot.printk("numa.memnodemap", "NUMA: Unable to allocate Memory to Node hash map")
                 return -1
