@@ -2,9 +2,9 @@
 
 Each case is a real log (``tests/data/real-boots-2008/logs``) with the ``.config`` and
 ``System.map`` of the kernel that printed it. The test imports the log with both artifacts
-(read by :func:`arches.numa64.kbuild.keys_2625`; through ``import_dmesg(kconfig=...,
-system_map=...)`` once the importer takes them) and from the log alone, boots the machine on
-classic bootmem (the kernel's own allocator) and compares:
+(``import_dmesg(kconfig=..., system_map=...)``, read by :mod:`arches.numa64.kbuild`) and
+from the log alone, boots the machine on classic bootmem (the kernel's own allocator) and
+compares:
 
 - every memory line the kernel printed up to ``Memory:`` and the VFS hash lines after it (or
   up to the early ``PANIC``), one for one, the same filter reading both;
@@ -21,7 +21,6 @@ Expectations come only from the real logs; nothing here was produced by bootemu.
 from __future__ import annotations
 
 import functools
-import inspect
 import re
 import sys
 from pathlib import Path
@@ -30,8 +29,7 @@ from typing import Any
 import pytest
 import structlog
 
-from arches.numa64.kbuild import keys_2625
-from bootemu.importers import import_dmesg, read_boot_log, strip_dmesg_prefix
+from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.kbuild import read_kconfig, read_system_map
 from bootemu.importers.trace import TraceCall, read_trace
 
@@ -134,34 +132,19 @@ def real_allocs(case: str) -> list[TraceCall]:
     return [c for c in read_trace(real_log(case)) if c.op == "alloc"]
 
 
-#: import_dmesg() takes the kernel's .config and System.map itself (the importer plumbing
-#: of the i386 branch); before that, the numa64 reader's keys go in as --set overrides.
-ARTIFACTS_IN_IMPORTER = "kconfig" in inspect.signature(import_dmesg).parameters
-
-
 def import_with(case: str, kernel: str | None) -> Any:
     """The machine of ``case``'s log, imported with ``kernel``'s .config and System.map (or
     from the log alone when ``kernel`` is None)."""
-    text, source = real_log(case), f"{case}.log"
-    if kernel is None:
-        return import_dmesg(text, source=source, arch=None, profile=None, overrides=())[0]
-    art = DATA / "kernels" / kernel
-    kconfig, system_map = read_kconfig(art / "config"), read_system_map(art / "System.map")
-    if ARTIFACTS_IN_IMPORTER:
-        return import_dmesg(
-            text,
-            source=source,
-            arch=None,
-            profile=None,
-            overrides=(),
-            kconfig=kconfig,
-            system_map=system_map,
-        )[0]
-    log = read_boot_log(text, source=source)
-    printed = [entry for entry, _ in log.srat]
-    keys, _, _ = keys_2625(text, printed, kconfig, system_map)
-    sets = tuple(f"kernel.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in keys)
-    return import_dmesg(text, source=source, arch=None, profile=None, overrides=sets)[0]
+    art = DATA / "kernels" / kernel if kernel is not None else None
+    return import_dmesg(
+        real_log(case),
+        source=f"{case}.log",
+        arch=None,
+        profile=None,
+        overrides=(),
+        kconfig=read_kconfig(art / "config") if art is not None else None,
+        system_map=read_system_map(art / "System.map") if art is not None else None,
+    )[0]
 
 
 @functools.cache

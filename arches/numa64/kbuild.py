@@ -1,7 +1,8 @@
 """x86_64 2.6.25 boots read for numa64: a log, and the kernel's .config and System.map, to
 ``[kernel]`` keys of the ``2.6.25`` profile.
 
-:func:`keys_2625` is what ``import-dmesg`` calls for a 2.6.x x86_64 log. Every key says where
+:func:`kernel_keys` is numa64's reader of :mod:`bootemu.importers.artifacts` (what
+``import-dmesg --kconfig --system-map`` calls; the log alone works too). Every key says where
 it came from (a note each). Order of trust: the System.map (exact image layout, per-cpu
 section, which SRAT code was linked in), then the .config (the Kconfig choices that change
 early memory), then the lines of the log itself (which the kernel printed from the same
@@ -19,14 +20,13 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bootemu.importers.bootlog import strip_dmesg_prefix
 from bootemu.importers.kbuild import Kconfig, SystemMap
 from bootemu.models import NumaMemory
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu.importers.artifacts import ArtifactInput, KernelKeys
 
-__all__ = ["derive_2625", "kernel_keys", "keys_2625", "srat_ranges"]
+__all__ = ["derive_2625", "kernel_keys", "srat_ranges"]
 
 #: include/asm-x86/page_64.h: __START_KERNEL_map, the kernel's virtual base.
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -41,17 +41,6 @@ _CMDLINE = re.compile(r"^Command line: (.*)$")
 _SRAT_CPU = re.compile(r"^SRAT: PXM \d+ -> APIC \d+ -> Node \d+")
 _ALLOWING = re.compile(r"^SMP: Allowing (\d+) CPUs")
 _SRAT_LINE = re.compile(r"SRAT: Node (\d+) PXM \d+ ([0-9a-f]+)-([0-9a-f]+)\s*$")
-
-
-def _lines(text: str) -> list[str]:
-    """The first boot's lines, dmesg prefixes stripped (trailing blanks kept)."""
-    out: list[str] = []
-    for raw in text.splitlines():
-        line = strip_dmesg_prefix(raw)
-        if line.startswith("Linux version ") and any(x.startswith("Linux version ") for x in out):
-            break
-        out.append(line)
-    return out
 
 
 def srat_ranges(printed: Sequence[NumaMemory], hulls: bool) -> list[NumaMemory]:
@@ -100,25 +89,6 @@ def _hull_lines(printed: Sequence[NumaMemory]) -> bool | None:
     return verdict
 
 
-def _shown(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 4096:
-        return f"{value:#x}"
-    return repr(value)
-
-
-def keys_2625(
-    text: str,
-    printed_srat: Sequence[NumaMemory],
-    kconfig: Kconfig | None,
-    system_map: SystemMap | None,
-) -> tuple[list[tuple[str, object]], list[NumaMemory], list[str]]:
-    """``[kernel]`` keys, the SRAT ranges and notes (one per key, then the others) for a 2.6.x
-    x86_64 boot logged in ``text``."""
-    keys, numa, notes = derive_2625(_lines(text), printed_srat, kconfig, system_map)
-    items = [(k, v) for k, (v, _) in keys.items()]
-    return items, numa, [f"kernel.{k} {_shown(v)} ({why})" for k, (v, why) in keys.items()] + notes
-
-
 def kernel_keys(inp: ArtifactInput) -> KernelKeys:
     """The reader of :mod:`bootemu.importers.artifacts` for numa64 (``READERS["numa64"]``):
     the 2.6.25 keys from the log's lines and the artifacts (nothing for 6.1, whose keys the
@@ -127,6 +97,10 @@ def kernel_keys(inp: ArtifactInput) -> KernelKeys:
 
     out = KernelKeys()
     if inp.profile != "2.6.25":
+        if inp.kconfig is not None or inp.system_map is not None:
+            out.notes.append(
+                f"numa64 {inp.profile} reads no build artifacts: --kconfig/--system-map unused"
+            )
         return out
     printed = [entry for entry, _flags in inp.log.srat]
     keys, _numa, notes = derive_2625(inp.log.lines, printed, inp.kconfig, inp.system_map)
