@@ -70,14 +70,17 @@ class Linux2625(Init2625, Mm2625, Setup2625, Numa64Base):
     # A BUG() before trap_init() (all of setup_arch()) is caught by the early IDT handler,
     # which prints "PANIC: early exception 06 rip ..." and halts (head64.c, head_64.S).
     def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """:meth:`Setup2625.register`, BUG()s shown as the early exception."""
         with early_bug():
             super().register(boot, allocator)
 
     def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """:meth:`Setup2625.enable` (setup_node_bootmem()), BUG()s as the early exception."""
         with early_bug():
             super().enable(boot, allocator)
 
     def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """:meth:`Setup2625.reserve` (early_res_to_bootmem() ...), BUG()s likewise."""
         with early_bug():
             super().reserve(boot, allocator)
 
