@@ -1,4 +1,7 @@
-"""numa64 as a spring-2008 x86_64 kernel boots it (profile ``"2.6.25"``).
+"""numa64's first model of a spring-2008 x86_64 kernel, from hand arithmetic: now the base
+(:class:`Numa64Base`) whose bitmap placement, node-by-node frees and layout the ``6.1`` profile
+inherits. The ``2.6.25`` profile itself, held to real 2.6.25 boots, is
+:mod:`arches.numa64.kernel_2625`.
 
 Sources (torvalds/linux history and mailing-list patches, read with the look-up tools):
 arch/x86/mm/numa_64.c of 2.6.24/25 (code-index id 125227935: early_node_mem(),
