@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--arch", help="arch plugin (overrides the machine file)")
     p.add_argument("--report", type=Path, help="write all boots' reports (JSON) to this file")
+    p.add_argument(
+        "--replay", type=Path, metavar="LOG", help="replay a traced real log's calls on each"
+    )
+
+    p = sub.add_parser("replay", help="replay a traced real boot's allocator calls on a backend")
+    p.add_argument("log", type=Path, help="boot log with bootmem_trace: or memblock=debug lines")
+    p.add_argument("--allocator", required=True, help="allocator backend to replay on")
+    p.add_argument("--machine", help="machine file or preset (default: imported from the log)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     sub.add_parser("plugins", help="list arches and allocator backends, and where each comes from")
     sub.add_parser("machines", help="list the built-in machine presets")
@@ -136,11 +145,50 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not names:
         raise BootemuError("--allocators: no backend named")
     tracing.configure(None)
-    results = compare_machine(machine, names, arch=args.arch)
-    sys.stdout.write(render_table(results))
+    if args.replay is not None:
+        from bootemu.replay import replay_log
+
+        text = _read_log(args.replay)
+        replays = [
+            replay_log(text, source=str(args.replay), allocator=n, machine=machine) for n in names
+        ]
+        results = [r.result for r in replays]
+        sys.stdout.write(render_table(results, replays=replays))
+    else:
+        results = compare_machine(machine, names, arch=args.arch)
+        sys.stdout.write(render_table(results))
     if args.report is not None:
         _write(args.report, dumps({"machine": machine.name, "boots": [r.report for r in results]}))
     return max(r.exit_code for r in results)
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise BootemuError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from bootemu.machine import load_machine
+    from bootemu.replay import render_replay, replay_log
+
+    text = _read_log(args.log)
+    machine = None
+    if args.machine is not None:
+        machine = load_machine(args.machine, overrides=args.overrides)
+    tracing.configure(None)
+    res = replay_log(
+        text,
+        source=str(args.log),
+        allocator=args.allocator,
+        machine=machine,
+        overrides=args.overrides,
+    )
+    sys.stdout.write(render_replay(res))
+    if res.exit_code:
+        print(f"bootemu: {outcome_line(res.result.report)}", file=sys.stderr)
+    return res.exit_code
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
@@ -208,6 +256,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS = {
     "boot": _cmd_boot,
     "compare": _cmd_compare,
+    "replay": _cmd_replay,
     "plugins": _cmd_plugins,
     "machines": _cmd_machines,
     "import-dmesg": _cmd_import_dmesg,

@@ -144,8 +144,16 @@ def _extra_calls(text: str) -> tuple[list[TraceCall], dict[int, int], dict[int, 
             seen_version = True
         elif m := _DUMP.match(line):
             lo, hi = int(m.group(1), 16), int(m.group(2), 16) + 1
-            dumps.append(TraceCall(line=lineno, name="memblock_dump", op="reserve", addr=lo,
-                                   size=hi - lo, text=line))
+            dumps.append(
+                TraceCall(
+                    line=lineno,
+                    name="memblock_dump",
+                    op="reserve",
+                    addr=lo,
+                    size=hi - lo,
+                    text=line,
+                )
+            )
         elif m := _RFC_MAP.match(line):
             rfc_maps[int(m.group(2), 16)] = int(m.group(1))
         elif m := _NODE_SETUP.match(line):
@@ -178,9 +186,16 @@ class ReplayArch:
     firmware, cmdline, layout, register, handoff and summary.
     """
 
-    def __init__(self, inner: Any, calls: Sequence[TraceCall], rows: list[ReplayRow], *,
-                 real_maps: Sequence[tuple[int | None, int, int]],
-                 node_starts: dict[int, int], arch64: bool) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        calls: Sequence[TraceCall],
+        rows: list[ReplayRow],
+        *,
+        real_maps: Sequence[tuple[int | None, int, int]],
+        node_starts: dict[int, int],
+        arch64: bool,
+    ) -> None:
         self.inner = inner
         self.calls = list(calls)
         self.rows = rows
@@ -220,8 +235,9 @@ class ReplayArch:
 
     @hookimpl
     def bootemu_arch_handoff(self, boot: Any, allocator: Any, pagealloc: Any) -> int:
-        return int(self.inner.bootemu_arch_handoff(boot=boot, allocator=allocator,
-                                                   pagealloc=pagealloc))
+        return int(
+            self.inner.bootemu_arch_handoff(boot=boot, allocator=allocator, pagealloc=pagealloc)
+        )
 
     @hookimpl
     def bootemu_arch_summary(self, boot: Any, pagealloc: Any) -> bool:
@@ -275,8 +291,11 @@ class ReplayArch:
         """The lowest registered pages of the request's node (within its range) that no
         traced call touched."""
         need = req.pages
-        ranges = sorted((max(s, req.start_pfn), min(e, req.end_pfn)) for n, s, e in self.blocks
-                        if req.node is None or n == req.node)
+        ranges = sorted(
+            (max(s, req.start_pfn), min(e, req.end_pfn))
+            for n, s, e in self.blocks
+            if req.node is None or n == req.node
+        )
         merged = [r for r in ranges if r[0] < r[1]]
         # When the request's own range has no such pages (6.1 reserves all of the first MiB,
         # a block of its own on x86_64), any registered pages of its node, then any at all.
@@ -340,8 +359,9 @@ class ReplayArch:
             for s, e in pieces:
                 self.reserved.remove(s, e)
         elif call.op == "add":
-            new = subtract(intersect([(lo, hi)], mine), _merge([*self.reserved.ranges,
-                                                                 *self.bitmap_bytes]))
+            new = subtract(
+                intersect([(lo, hi)], mine), _merge([*self.reserved.ranges, *self.bitmap_bytes])
+            )
             for s, e in new:
                 allocator.free(addr=s, size=e - s, node=None)
 
@@ -352,8 +372,9 @@ class ReplayArch:
                 return [(got + lo - real, got + hi - real)] if hi > lo else []
         return [(lo, hi)]
 
-    def _by_node(self, call: TraceCall, pieces: list[tuple[int, int]]
-                 ) -> list[tuple[int, int, int | None]]:
+    def _by_node(
+        self, call: TraceCall, pieces: list[tuple[int, int]]
+    ) -> list[tuple[int, int, int | None]]:
         """Byte ranges with the node to name in the hook. A memblock call has no node: on a
         layout of several nodes each piece goes to the node it lies on, as x86_64's
         reserve_bootmem_generic() did (2.6.25 reserve_bootmem() knows node 0 only)."""
@@ -427,35 +448,65 @@ def request_for(call: TraceCall, node_starts: dict[int, int]) -> AllocRequest:
     if name.startswith("memblock_"):
         limit = call.limit or 0
         if name == "memblock_phys_alloc_range":  # an explicit [start, end), NULL on failure
-            return AllocRequest(size=size, align=align, goal=goal,
-                                wrapper="__alloc_bootmem_nopanic", caller=caller, max_addr=limit)
+            return AllocRequest(
+                size=size,
+                align=align,
+                goal=goal,
+                wrapper="__alloc_bootmem_nopanic",
+                caller=caller,
+                max_addr=limit,
+            )
         if name == "memblock_alloc_exact_nid_raw" and nid is not None:  # no node fallback
-            return AllocRequest(size=size, align=align, goal=goal,
-                                wrapper="__alloc_bootmem_low_node", node=nid, caller=caller,
-                                max_addr=limit)
+            return AllocRequest(
+                size=size,
+                align=align,
+                goal=goal,
+                wrapper="__alloc_bootmem_low_node",
+                node=nid,
+                caller=caller,
+                max_addr=limit,
+            )
         wrapper = "__alloc_bootmem_node" if nid is not None else "__alloc_bootmem"
-        return AllocRequest(size=size, align=align, goal=goal, wrapper=wrapper, node=nid,
-                            caller=caller, max_addr=limit)
+        return AllocRequest(
+            size=size,
+            align=align,
+            goal=goal,
+            wrapper=wrapper,
+            node=nid,
+            caller=caller,
+            max_addr=limit,
+        )
     if name in ("alloc_node", "alloc_low_node"):  # the RFC: bootmem_alloc_node(nid, ...)
         low = name == "alloc_low_node"
-        wrapper = "__alloc_bootmem" + ("_low" if low else "") + ("_node" if nid is not None
-                                                                   else "")
-        return AllocRequest(size=size, align=align, goal=goal, wrapper=wrapper, node=nid,
-                            caller=caller, max_addr=None if low else (call.limit or 0))
+        wrapper = "__alloc_bootmem" + ("_low" if low else "") + ("_node" if nid is not None else "")
+        return AllocRequest(
+            size=size,
+            align=align,
+            goal=goal,
+            wrapper=wrapper,
+            node=nid,
+            caller=caller,
+            max_addr=None if low else (call.limit or 0),
+        )
     # 2.6.25: the entry point printed is the wrapper itself.
     node = nid if name.endswith("_node") else None
     if name.endswith("_node") and node is None:
         node = 0
-    return AllocRequest(size=size, align=align, goal=goal, wrapper=name, node=node,
-                        caller=caller)
+    return AllocRequest(size=size, align=align, goal=goal, wrapper=name, node=node, caller=caller)
 
 
 # --------------------------------------------------------------------------------------------
 # The replay
 
 
-def replay_log(text: str, *, source: str, allocator: str, machine: Machine | None = None,
-               overrides: Sequence[str] = ()) -> ReplayResult:
+def replay_log(
+    text: str,
+    *,
+    source: str,
+    allocator: str,
+    machine: Machine | None = None,
+    overrides: Sequence[str] = (),
+) -> ReplayResult:
     """Replay the traced calls of the log ``text`` on ``allocator`` (see the module doc).
 
     ``machine`` replaces the machine imported from the log (``overrides`` apply to the
@@ -463,13 +514,16 @@ def replay_log(text: str, *, source: str, allocator: str, machine: Machine | Non
     """
     calls = read_trace(text)
     if not any(c.op == "alloc" for c in calls):
-        raise BootemuError(f"{source}: no traced allocator calls (neither 'bootmem_trace:' "
-                           "lines nor memblock=debug allocations)")
+        raise BootemuError(
+            f"{source}: no traced allocator calls (neither 'bootmem_trace:' "
+            "lines nor memblock=debug allocations)"
+        )
     dumps, rfc_maps, spans = _extra_calls(text)
     calls = sorted([*calls, *dumps], key=lambda c: c.line)
     if machine is None:
-        machine, _notes = import_dmesg(text, source=source, arch=None, profile=None,
-                                       overrides=overrides)
+        machine, _notes = import_dmesg(
+            text, source=source, arch=None, profile=None, overrides=overrides
+        )
     arch64 = machine.arch != "x86_32"
     node_starts = {start: node for node, (start, _end) in spans.items()}
     real_maps: list[tuple[int | None, int, int]] = []
@@ -478,8 +532,9 @@ def replay_log(text: str, *, source: str, allocator: str, machine: Machine | Non
         if c.mapstart is None:
             continue
         pages = c.pages if c.pages is not None else (c.end or 0) - (c.start or 0)
-        node = sorted(spans)[i] if len(spans) == len(inits) else (i if c.name.endswith(
-            "_node") else 0)
+        node = (
+            sorted(spans)[i] if len(spans) == len(inits) else (i if c.name.endswith("_node") else 0)
+        )
         real_maps.append((node, c.mapstart, pfn_up(bitmap_bytes(pages))))
     for pfn, pages in rfc_maps.items():
         real_maps.append((None, pfn, pfn_up(bitmap_bytes(pages))))
@@ -489,12 +544,19 @@ def replay_log(text: str, *, source: str, allocator: str, machine: Machine | Non
             row.request = request_for(row.call, node_starts)
             row.real = row.call.result
     inner = select(ARCH_GROUP, machine.arch, discover(ARCH_GROUP)).load()()
-    arch = ReplayArch(inner, calls, rows, real_maps=real_maps, node_starts=node_starts,
-                      arch64=arch64)
+    arch = ReplayArch(
+        inner, calls, rows, real_maps=real_maps, node_starts=node_starts, arch64=arch64
+    )
     result = boot_machine(machine, allocator=allocator, arch_plugin=arch)
     free_all = [c.pages for c in calls if c.op == "free_all" and c.pages is not None]
-    return ReplayResult(source=source, allocator=allocator, result=result, rows=rows,
-                        real_memory=_real_memory_line(text), real_free_all=free_all)
+    return ReplayResult(
+        source=source,
+        allocator=allocator,
+        result=result,
+        rows=rows,
+        real_memory=_real_memory_line(text),
+        real_free_all=free_all,
+    )
 
 
 def _hex(value: int | None) -> str:
@@ -504,30 +566,45 @@ def _hex(value: int | None) -> str:
 def render_replay(res: ReplayResult) -> str:
     """The replay as text: a line per traced call, the verdict, and the closing count."""
     report = res.result.report
-    lines = [f"replay of {res.source} on {res.allocator} "
-             f"({report['machine']}, {report['arch']} {report['profile']})",
-             f"{'line':>6}  {'call':<28} {'size':>10} {'align':>7} {'goal':>12} "
-             f"{'limit':>12} {'nid':>4}  {'real':>12}  {'replay':>12}  result"]
+    lines = [
+        f"replay of {res.source} on {res.allocator} "
+        f"({report['machine']}, {report['arch']} {report['profile']})",
+        f"{'line':>6}  {'call':<28} {'size':>10} {'align':>7} {'goal':>12} "
+        f"{'limit':>12} {'nid':>4}  {'real':>12}  {'replay':>12}  result",
+    ]
     for row in res.rows:
         c = row.call
         if row.is_alloc:
-            got = "panic" if row.status == "panic" else (
-                "-" if row.status == "not replayed" else _hex(row.got or 0))
-            lines.append(f"{c.line:>6}  {c.name:<28} {_hex(c.size):>10} {_hex(c.align):>7} "
-                         f"{_hex(c.goal):>12} {_hex(row.request.limit if row.request else None):>12} "
-                         f"{'-' if row.request is None or row.request.node is None else row.request.node:>4}  "
-                         f"{_hex(row.real):>12}  {got:>12}  {row.status}")
+            got = (
+                "panic"
+                if row.status == "panic"
+                else ("-" if row.status == "not replayed" else _hex(row.got or 0))
+            )
+            req = row.request
+            assert req is not None
+            node = "-" if req.node is None else str(req.node)
+            lines.append(
+                f"{c.line:>6}  {c.name:<28} {_hex(c.size):>10} {_hex(c.align):>7} "
+                f"{_hex(c.goal):>12} {_hex(req.limit):>12} {node:>4}  "
+                f"{_hex(row.real):>12}  {got:>12}  {row.status}"
+            )
         elif c.op in ("reserve", "free", "add") and c.addr is not None:
             what = f"{c.op} {_hex(c.addr)} +{_hex(c.size)}"
-            lines.append(f"{c.line:>6}  {c.name:<28} {what:<58}  {row.status}"
-                         + (f" ({row.note})" if row.note else ""))
-    lines.append(f"outcome: {report['outcome']}" + (
-        f" ({report['panic_message']})" if report["panic_message"] else ""))
+            lines.append(
+                f"{c.line:>6}  {c.name:<28} {what:<58}  {row.status}"
+                + (f" ({row.note})" if row.note else "")
+            )
+    lines.append(
+        f"outcome: {report['outcome']}"
+        + (f" ({report['panic_message']})" if report["panic_message"] else "")
+    )
     kinds: dict[str, int] = {}
     for v in report["violations"]:
         kinds[v["kind"]] = kinds.get(v["kind"], 0) + v["end_pfn"] - v["start_pfn"]
-    lines.append("checks: " + (", ".join(f"{k} {n} pages" for k, n in kinds.items())
-                               if kinds else "no violation"))
+    lines.append(
+        "checks: "
+        + (", ".join(f"{k} {n} pages" for k, n in kinds.items()) if kinds else "no violation")
+    )
     if res.real_memory:
         lines.append(f"real:   {res.real_memory}")
     if res.replay_memory:
