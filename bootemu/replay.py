@@ -100,6 +100,8 @@ class ReplayResult:
     rows: list[ReplayRow]
     real_memory: str | None
     real_free_all: list[int] = field(default_factory=list)
+    #: Byte ranges of the bitmaps the replay placed for the backend.
+    bitmaps: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def allocs(self) -> list[ReplayRow]:
@@ -556,6 +558,7 @@ def replay_log(
         rows=rows,
         real_memory=_real_memory_line(text),
         real_free_all=free_all,
+        bitmaps=list(arch.bitmap_bytes),
     )
 
 
