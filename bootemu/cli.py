@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", help="machine file or preset (default: imported from the log)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    p = sub.add_parser("explain", help="where every page of a real boot's Memory: line went")
+    p.add_argument("log", type=Path, help="kernel boot log (dmesg or serial capture)")
+    p.add_argument("--kconfig", type=Path, help="the kernel's .config")
+    p.add_argument("--system-map", type=Path, help="the kernel's System.map")
+    p.add_argument("--allocator", help="backend to boot on (default: the kernel's own)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
     sub.add_parser("plugins", help="list arches and allocator backends, and where each comes from")
     sub.add_parser("machines", help="list the built-in machine presets")
 
@@ -191,6 +198,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return res.exit_code
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from bootemu.explain import explain_log, render_json, render_text
+
+    text = _read_log(args.log)
+    tracing.configure(None)
+    expl = explain_log(
+        text,
+        source=str(args.log),
+        allocator=args.allocator,
+        kconfig=None if args.kconfig is None else str(args.kconfig),
+        system_map=None if args.system_map is None else str(args.system_map),
+    )
+    sys.stdout.write(render_json(expl) if args.format == "json" else render_text(expl))
+    return expl.exit_code
+
+
 def _cmd_plugins(_args: argparse.Namespace) -> int:
     from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, OBSERVER_GROUP, discover
 
@@ -257,6 +280,7 @@ COMMANDS = {
     "boot": _cmd_boot,
     "compare": _cmd_compare,
     "replay": _cmd_replay,
+    "explain": _cmd_explain,
     "plugins": _cmd_plugins,
     "machines": _cmd_machines,
     "import-dmesg": _cmd_import_dmesg,

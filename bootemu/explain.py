@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bootemu.checks import ByteRanges, intersect, subtract
@@ -40,7 +40,7 @@ from bootemu.explain_rules import (
 from bootemu.hookspecs import hookimpl
 from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.trace import read_trace
-from bootemu.models import PAGE_SIZE, pfn_up
+from bootemu.models import PAGE_SIZE, BootemuError, pfn_up
 from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, discover, select
 from bootemu.sequencer import BootResult, boot_machine
 
@@ -78,6 +78,8 @@ class Explanation:
     booted: tuple[int, int, int]  # the same figures, in KiB, from explain's arithmetic
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The counted boot's: 1 when it panicked or a check found a violation.
+    exit_code: int = 0
 
     def sum_kib(self, counted_in: Sequence[str]) -> int:
         return sum(r.kib for r in self.rows if r.counted_in in counted_in)
@@ -169,6 +171,27 @@ def _replayed_recs(res: Any) -> list[Rec]:
     return recs
 
 
+def _import(text: str, source: str, kconfig: str | None, system_map: str | None) -> Any:
+    """import-dmesg, with the kernel's .config and System.map when given (and when this
+    import-dmesg reads them)."""
+    import inspect
+
+    params = inspect.signature(import_dmesg).parameters
+    extra: dict[str, Any] = {}
+    for key, value in (("kconfig", kconfig), ("system_map", system_map)):
+        if value is None:
+            continue
+        if key not in params:
+            if key == "system_map":
+                continue  # explain reads it itself, for the image sections
+            raise BootemuError(f"--{key.replace('_', '-')}: import-dmesg cannot read it here")
+        extra[key] = value
+    machine, _notes = import_dmesg(
+        text, source=source, arch=None, profile=None, overrides=(), **extra
+    )
+    return machine
+
+
 def explain_log(
     text: str,
     *,
@@ -178,17 +201,7 @@ def explain_log(
     system_map: str | None = None,
 ) -> Explanation:
     """Import the log, boot it, and attribute every page of its ``Memory:`` figures."""
-    extra: dict[str, Any] = {}
-    if kconfig is not None:
-        extra["kconfig"] = kconfig
-    if system_map is not None:
-        extra["system_map"] = system_map
-    try:
-        machine, _notes = import_dmesg(
-            text, source=source, arch=None, profile=None, overrides=(), **extra
-        )
-    except TypeError:  # an import-dmesg without the kernel build artifacts
-        machine, _notes = import_dmesg(text, source=source, arch=None, profile=None, overrides=())
+    machine = _import(text, source, kconfig, system_map)
     symbols = None
     if system_map is not None:
         from bootemu.importers.kbuild import read_system_map
@@ -207,7 +220,7 @@ def explain_log(
 
         res = replay_log(text, source=source, allocator=backend, machine=machine)
         if res.calls == res.same and res.result.outcome == "ok":
-            real_recs = _replay_bitmaps(res) + _replayed_recs(res)
+            real_recs = _with_labels(_replay_bitmaps(res) + _replayed_recs(res), emu_recs)
             accounting, counted, counted_recs = "replay", res.result, real_recs
         else:
             notes.append(
@@ -219,7 +232,7 @@ def explain_log(
 
         res = replay_log(text, source=source, allocator=machine.allocator, machine=machine)
         real_recs = _replay_bitmaps(res) + _replayed_recs(res)
-    maps = [r.start for r in counted_recs if r.op == "bitmap"]
+    maps = [(r.start, r.end) for r in counted_recs if r.op == "bitmap"]
     regions = Regions.of(machine, arch, maps, symbols)
     rules = counting_rules(machine, counted)
     # Confirmation compares the counted records with the other side: the emulation when the
@@ -239,9 +252,36 @@ def explain_log(
         booted=booted,
         rows=rows,
         notes=notes,
+        exit_code=counted.exit_code,
     )
     rules.finish(expl)
     return expl
+
+
+def _with_labels(real: list[Rec], emu: list[Rec]) -> list[Rec]:
+    """The emulation's label and caller on each real allocation: the emulation makes the same
+    requests in the same order where it models them, so each real allocation takes the next
+    emulated one of the same size (a greedy in-order match; sizes it never asks are left)."""
+    emu_allocs = [r for r in emu if r.op == "alloc"]
+    out: list[Rec] = []
+    pos = 0
+    for rec in real:
+        if rec.op == "alloc":
+            size = rec.end - rec.start
+            hit = next(
+                (
+                    i
+                    for i in range(pos, len(emu_allocs))
+                    if emu_allocs[i].end - emu_allocs[i].start == size
+                ),
+                None,
+            )
+            if hit is not None:
+                twin = emu_allocs[hit]
+                rec = replace(rec, label=twin.label, alias=twin.caller)
+                pos = hit + 1
+        out.append(rec)
+    return out
 
 
 def _replay_bitmaps(res: Any) -> list[Rec]:
@@ -269,13 +309,12 @@ def _attribute(
                     ranges[:] = subtract(ranges, [(rec.start, rec.end)])
             continue
         live.append((rec, [(rec.start, rec.end)]))
-    lookup = {(r.start, r.end): r for r in emu_recs if r.op == "alloc"}
     agree = None if other is None else _Agreement(other)
     owned = ByteRanges()  # pfns already given to an owner
     pieces: dict[str, list[tuple[int, int]]] = {}
     members: dict[str, list[Rec]] = {}
     for rec, ranges in live:
-        for seg_start, seg_end, owner in regions.split(rec, ranges, lookup, symbols):
+        for seg_start, seg_end, owner in regions.split(rec, ranges, symbols):
             pr = (seg_start // PAGE_SIZE, pfn_up(seg_end))
             new = subtract([pr], owned.overlapping(*pr))
             members.setdefault(owner, []).append(rec)

@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MiB = 1 << 20
 
+#: 2.6.25 setup_bootmem_allocator() reserves the kernel, the boot page tables and the bitmap
+#: with ``bootmap_size + PAGE_SIZE - 1`` bytes past the tables and rounds the end up: one page
+#: more than the bitmap (boot-allocators reference §1.3).
+AFTER_BITMAP = "the page after the bitmap (setup_bootmem_allocator() rounding)"
+LOW_MIB = "the first MiB (BIOS data, EBDA, ROM areas)"
+
 #: The kernel routine that asked, to the owner row its memory goes to (2.6.25 and 6.1 names).
 CALLER_OWNERS = {
     "memmap_alloc": "mem_map (struct page arrays)",
@@ -58,7 +64,6 @@ CALLER_OWNERS = {
     "firmware_map_add_early": "resources, firmware map, nosave regions",
     "register_nosave_region": "resources, firmware map, nosave regions",
     "setup_command_line": "command-line copies",
-    "start_kernel": "command-line copies",
     "alloc_bootmem_cpumask_var": "cpumasks",
     "smp_alloc_memory": "AP trampoline",
     "acpi_reserve_bootmem": "ACPI S3 wakeup code",
@@ -68,6 +73,14 @@ CALLER_OWNERS = {
     # makes names memblock_alloc_range_nid. In the real boots these are NODE_DATA.
     "memblock_alloc_range_nid": "NODE_DATA (node descriptors)",
     "memblock_dump": "reserved before memblock=debug took effect",
+    # 2008 callers (named with System.map)
+    "sparse_early_mem_map_alloc": "mem_map (struct page arrays)",
+    "swiotlb_init_with_default_size": "swiotlb bounce buffer",
+    "e820_reserve_resources": "resources, firmware map, nosave regions",
+    "con_init": "console screen buffer (con_init)",
+    "setup_node_bootmem": "NODE_DATA (node descriptors)",
+    "reserve_bootmem_generic": "early reservations: boot page tables, SMP trampoline",
+    "setup_bootmem_allocator": AFTER_BITMAP,
 }
 
 #: Emulation labels that say more than their caller (one caller, several owners).
@@ -99,6 +112,8 @@ class Rec:
     end: int
     caller: str
     label: str
+    #: The caller the emulation gave the same request (matched in order by size).
+    alias: str = ""
 
 
 def function_of(caller: str, symbols: Any) -> str:
@@ -111,21 +126,19 @@ def function_of(caller: str, symbols: Any) -> str:
     return caller
 
 
-def owner_of(rec: Rec, lookup: dict[tuple[int, int], Rec], symbols: Any) -> str:
-    """The owner row of an allocation or reservation outside the image and low regions."""
-    twin = lookup.get((rec.start, rec.end))
-    label = rec.label or (twin.label if twin is not None else "")
+def owner_of(rec: Rec, symbols: Any) -> str:
+    """The owner row of an allocation or reservation outside the image and low regions: the
+    emulation's label when it says more than the routine, else the routine's row."""
     for key, owner in LABEL_OWNERS:
-        if key.lower() in label.lower():
+        if key.lower() in rec.label.lower():
             return owner
-    callers = [rec.caller] + ([twin.caller] if twin is not None else [])
-    for caller in callers:
+    for caller in (rec.alias, rec.caller):
         if caller:
             func = function_of(caller, symbols)
             if func in CALLER_OWNERS:
                 return CALLER_OWNERS[func]
-    if label:
-        return label
+    if rec.label:
+        return rec.label
     if rec.caller:
         return function_of(rec.caller, symbols)
     return "reserved by the arch"
@@ -140,9 +153,10 @@ class Regions:
         self.low_owner = low_owner
 
     @classmethod
-    def of(cls, machine: Any, arch: Any, maps: list[int], symbols: Any) -> Regions:
+    def of(cls, machine: Any, arch: Any, maps: list[tuple[int, int]], symbols: Any) -> Regions:
         """Image sections from ``symbols`` (System.map) when given, else the arch's image
-        bounds; the x86_32 2.6.25 boot page tables from the end of the image to the bitmap."""
+        bounds; on x86_32 2.6.25 the boot page tables from the end of the image to the bitmap
+        and the page after the bitmap (``maps``: the bitmaps' byte ranges)."""
         cfg = getattr(getattr(arch, "profile", None), "cfg", None)
         start = getattr(cfg, "image_start", None)
         end = getattr(cfg, "image_end", None)
@@ -150,21 +164,22 @@ class Regions:
             end = start + cfg.image_size
         image: list[tuple[int, int, str]] = []
         if symbols is not None:
-            image = _sections(symbols, start)
+            image = _sections(symbols, getattr(cfg, "page_offset", None))
         elif start is not None and end is not None:
             image = [(start, end, "kernel image (text, data, init, bss)")]
-        if image and machine.arch == "x86_32" and machine.kernel.profile == "2.6.25":
+        if image and machine.arch == "x86_32" and machine.kernel.profile == "2.6.25" and maps:
             pgt_start = -(-max(e for _s, e, _o in image) // PAGE_SIZE) * PAGE_SIZE
-            pgt_end = min(maps) if maps else 0
+            pgt_end = min(s for s, _e in maps)
             if pgt_end > pgt_start:
                 image.append((pgt_start, pgt_end, "boot page tables (pg0, head_32.S)"))
+            last = -(-max(e for _s, e in maps) // PAGE_SIZE) * PAGE_SIZE
+            image.append((last, last + PAGE_SIZE, AFTER_BITMAP))
         return cls(image, True)
 
     def split(
         self,
         rec: Rec,
         ranges: list[tuple[int, int]],
-        lookup: dict[tuple[int, int], Rec],
         symbols: Any,
     ) -> list[tuple[int, int, str]]:
         """``ranges`` (the record's live bytes) cut into ``(start, end, owner)`` pieces."""
@@ -180,27 +195,30 @@ class Regions:
             rest = subtract(rest, [(0, PAGE_SIZE)])
             low = intersect(rest, [(PAGE_SIZE, MiB)])
             if low:
-                owner = owner_of(rec, lookup, symbols)
-                if owner not in ("MP table", "real-mode trampoline", "ACPI tables"):
-                    owner = "BIOS, EBDA and ROM areas below 1 MiB"
+                owner = owner_of(rec, symbols)
+                if owner not in ("MP table", "ACPI tables"):
+                    owner = LOW_MIB
                 out += [(a, b, owner) for a, b in low]
                 rest = subtract(rest, [(PAGE_SIZE, MiB)])
-        owner = owner_of(rec, lookup, symbols)
+        owner = owner_of(rec, symbols)
         out += [(a, b, owner) for a, b in rest]
         return out
 
 
-def _sections(symbols: Any, phys_start: int | None) -> list[tuple[int, int, str]]:
-    """The image's sections from System.map, as physical ranges: the virtual ``_text`` is
-    moved onto the physical image start (the arch's), or onto its usual place."""
+#: include/asm-x86/page_64.h __START_KERNEL_map: where x86_64 links the kernel image.
+START_KERNEL_MAP = 0xFFFFFFFF80000000
+#: The default CONFIG_PAGE_OFFSET of i386 (the 3G/1G split): virtual = physical + it.
+PAGE_OFFSET = 0xC0000000
+
+
+def _sections(symbols: Any, page_offset: int | None) -> list[tuple[int, int, str]]:
+    """The image's sections from System.map, as physical ranges: x86_64 links the image at
+    __START_KERNEL_map + physical, i386 at PAGE_OFFSET + physical."""
     sym = symbols.image()
     if "_text" not in sym or "_end" not in sym:
         return []
     text = sym["_text"]
-    if phys_start is None:
-        base = 0xFFFFFFFF80000000 if text >= 0xFFFFFFFF80000000 else 0xC0000000
-        phys_start = text - base
-    shift = text - phys_start
+    shift = START_KERNEL_MAP if text >= START_KERNEL_MAP else (page_offset or PAGE_OFFSET)
 
     def rng(a: str, b: str) -> tuple[int, int] | None:
         if a in sym and b in sym and sym[b] > sym[a]:
@@ -255,7 +273,9 @@ class Rules:
                 Row("holes: pfns that are not RAM, counted in the total", holes, None, "total-free")
             )
         skipped = subtract(self.ram, self.domain)
-        low = intersect(skipped, [(0, 1)])
+        # 2.6.25 page_is_ram() denies pfn 0 and 640K-1M: RAM there is neither reserved nor
+        # free in mem_init()'s count.
+        low = intersect(skipped, [(0, 0x100)])
         if unhanded(low):
             rows.append(
                 Row(
@@ -265,7 +285,7 @@ class Rules:
                     "total-free",
                 )
             )
-        rest = subtract(skipped, [(0, 1)])
+        rest = subtract(skipped, [(0, 0x100)])
         if unhanded(rest):
             rows.append(
                 Row(
@@ -279,8 +299,7 @@ class Rules:
         held = handed - self.free
         if held:
             name = (
-                "per-cpu page lists: order-0 frees held on the hot lists, not counted by "
-                "nr_free_pages()"
+                "per-cpu page lists (order-0 frees that nr_free_pages() misses)"
                 if self.kind == "x86_32 2.6.25"
                 else "handed to the page allocator but not counted free"
             )
