@@ -35,14 +35,13 @@ How trace calls map onto the hooks:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bootemu.checks import ByteRanges, intersect, subtract
 from bootemu.hookspecs import hookimpl
-from bootemu.importers import import_dmesg, strip_dmesg_prefix
+from bootemu.importers import import_dmesg
 from bootemu.importers.trace import TraceCall, read_trace
 from bootemu.models import (
     PAGE_SIZE,
@@ -54,18 +53,10 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.plugins import ARCH_GROUP, discover, select
+from bootemu.replay_calls import bitmap_bytes, extra_calls, real_memory_line, request_for
 from bootemu.sequencer import BootResult, boot_machine
 
 __all__ = ["ReplayArch", "ReplayResult", "ReplayRow", "render_replay", "replay_log"]
-
-U32 = 0xFFFFFFFF
-
-#: mm/memblock.c memblock_dump(): `` reserved[0x2]\t[0x...-0x...], 0x... bytes flags: 0x0``.
-_DUMP = re.compile(r"^\s*reserved\[0x[0-9a-f]+\]\s+\[0x([0-9a-f]+)-0x([0-9a-f]+)\]")
-#: The RFC's bootmem_setup() printk: ``bootmem: 229376 pages on 1 block(s) - map @ pfn 266``.
-_RFC_MAP = re.compile(r"^bootmem: (\d+) pages on \d+ block\(s\) - map @ pfn ([0-9a-f]+)")
-#: arch/x86/mm/numa_64.c setup_node_bootmem(): ``Bootmem setup node 1 00000000800...-...``.
-_NODE_SETUP = re.compile(r"^Bootmem setup node (\d+) ([0-9a-f]+)-([0-9a-f]+)")
 
 
 @dataclass
@@ -124,57 +115,6 @@ class ReplayResult:
     @property
     def replay_memory(self) -> str | None:
         return self.result.boot.summary[0] if self.result.boot.summary else None
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the log
-
-
-def _extra_calls(text: str) -> tuple[list[TraceCall], dict[int, int], dict[int, tuple[int, int]]]:
-    """What :func:`read_trace` leaves to the replay: memblock's ``reserved[...]`` dump lines
-    (as reserve calls named ``memblock_dump``), the RFC's ``map @ pfn`` (pfn -> pages), and
-    x86_64's ``Bootmem setup node`` lines (node -> byte span)."""
-    dumps: list[TraceCall] = []
-    rfc_maps: dict[int, int] = {}
-    spans: dict[int, tuple[int, int]] = {}
-    seen_version = False
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = strip_dmesg_prefix(raw).rstrip()
-        if line.startswith("Linux version "):
-            if seen_version:
-                break
-            seen_version = True
-        elif m := _DUMP.match(line):
-            lo, hi = int(m.group(1), 16), int(m.group(2), 16) + 1
-            dumps.append(
-                TraceCall(
-                    line=lineno,
-                    name="memblock_dump",
-                    op="reserve",
-                    addr=lo,
-                    size=hi - lo,
-                    text=line,
-                )
-            )
-        elif m := _RFC_MAP.match(line):
-            rfc_maps[int(m.group(2), 16)] = int(m.group(1))
-        elif m := _NODE_SETUP.match(line):
-            spans[int(m.group(1))] = (int(m.group(2), 16), int(m.group(3), 16))
-    return dumps, rfc_maps, spans
-
-
-def _real_memory_line(text: str) -> str | None:
-    for raw in text.splitlines():
-        line = strip_dmesg_prefix(raw).strip()
-        if line.startswith("Memory: ") and "available" in line:
-            return line
-    return None
-
-
-def bitmap_bytes(pages: int) -> int:
-    """mm/bootmem.c get_mapsize(): one bit per page, rounded up to whole longs (8 bytes
-    covers both word sizes) - used only to compare a backend's bitmap with the real one."""
-    return (pages + 63) // 64 * 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,67 +377,6 @@ def _merge(ranges: Any) -> list[tuple[int, int]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Calls -> requests
-
-
-def request_for(call: TraceCall, node_starts: dict[int, int]) -> AllocRequest:
-    """The AllocRequest a traced allocation is, whatever backend serves it (module doc)."""
-    name, size, align, goal = call.name, call.size or 0, call.align or 0, call.goal or 0
-    nid = call.nid if call.nid is not None and call.nid >= 0 else None
-    if call.core_starts and nid is not None:  # x86_64 2.6.25: the first bitmap tried
-        nid = node_starts.get(call.core_starts[0], nid)
-    caller = call.caller or name
-    if name.startswith("memblock_"):
-        limit = call.limit or 0
-        if name == "memblock_phys_alloc_range":  # an explicit [start, end), NULL on failure
-            return AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper="__alloc_bootmem_nopanic",
-                caller=caller,
-                max_addr=limit,
-            )
-        if name == "memblock_alloc_exact_nid_raw" and nid is not None:  # no node fallback
-            return AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper="__alloc_bootmem_low_node",
-                node=nid,
-                caller=caller,
-                max_addr=limit,
-            )
-        wrapper = "__alloc_bootmem_node" if nid is not None else "__alloc_bootmem"
-        return AllocRequest(
-            size=size,
-            align=align,
-            goal=goal,
-            wrapper=wrapper,
-            node=nid,
-            caller=caller,
-            max_addr=limit,
-        )
-    if name in ("alloc_node", "alloc_low_node"):  # the RFC: bootmem_alloc_node(nid, ...)
-        low = name == "alloc_low_node"
-        wrapper = "__alloc_bootmem" + ("_low" if low else "") + ("_node" if nid is not None else "")
-        return AllocRequest(
-            size=size,
-            align=align,
-            goal=goal,
-            wrapper=wrapper,
-            node=nid,
-            caller=caller,
-            max_addr=None if low else (call.limit or 0),
-        )
-    # 2.6.25: the entry point printed is the wrapper itself.
-    node = nid if name.endswith("_node") else None
-    if name.endswith("_node") and node is None:
-        node = 0
-    return AllocRequest(size=size, align=align, goal=goal, wrapper=name, node=node, caller=caller)
-
-
-# --------------------------------------------------------------------------------------------
 # The replay
 
 
@@ -520,7 +399,7 @@ def replay_log(
             f"{source}: no traced allocator calls (neither 'bootmem_trace:' "
             "lines nor memblock=debug allocations)"
         )
-    dumps, rfc_maps, spans = _extra_calls(text)
+    dumps, rfc_maps, spans = extra_calls(text)
     calls = sorted([*calls, *dumps], key=lambda c: c.line)
     if machine is None:
         machine, _notes = import_dmesg(
@@ -556,7 +435,7 @@ def replay_log(
         allocator=allocator,
         result=result,
         rows=rows,
-        real_memory=_real_memory_line(text),
+        real_memory=real_memory_line(text),
         real_free_all=free_all,
         bitmaps=list(arch.bitmap_bytes),
     )
