@@ -171,21 +171,20 @@ def _replayed_recs(res: Any) -> list[Rec]:
     return recs
 
 
-def _import(text: str, source: str, kconfig: str | None, system_map: str | None) -> Any:
-    """import-dmesg, with the kernel's .config and System.map when given (and when this
-    import-dmesg reads them)."""
+def _import(text: str, source: str, kconfig: Any, symbols: Any) -> Any:
+    """import-dmesg, with the kernel's .config and System.map (parsed) when given and when
+    this import-dmesg reads them (``--kconfig`` it cannot read is bad usage; System.map is
+    read here anyway, for the image sections)."""
     import inspect
 
     params = inspect.signature(import_dmesg).parameters
     extra: dict[str, Any] = {}
-    for key, value in (("kconfig", kconfig), ("system_map", system_map)):
-        if value is None:
-            continue
-        if key not in params:
-            if key == "system_map":
-                continue  # explain reads it itself, for the image sections
-            raise BootemuError(f"--{key.replace('_', '-')}: import-dmesg cannot read it here")
-        extra[key] = value
+    if kconfig is not None:
+        if "kconfig" not in params:
+            raise BootemuError("--kconfig: this import-dmesg does not read a kernel .config")
+        extra["kconfig"] = kconfig
+    if symbols is not None and "system_map" in params:
+        extra["system_map"] = symbols
     machine, _notes = import_dmesg(
         text, source=source, arch=None, profile=None, overrides=(), **extra
     )
@@ -201,12 +200,11 @@ def explain_log(
     system_map: str | None = None,
 ) -> Explanation:
     """Import the log, boot it, and attribute every page of its ``Memory:`` figures."""
-    machine = _import(text, source, kconfig, system_map)
-    symbols = None
-    if system_map is not None:
-        from bootemu.importers.kbuild import read_system_map
+    from bootemu.importers.kbuild import read_kconfig, read_system_map
 
-        symbols = read_system_map(system_map)
+    symbols = None if system_map is None else read_system_map(system_map)
+    config = None if kconfig is None else read_kconfig(kconfig)
+    machine = _import(text, source, config, symbols)
     backend = allocator or machine.allocator
     emu, arch, spy = _boot(machine, backend)
     trace = read_trace(text)
