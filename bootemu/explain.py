@@ -42,6 +42,8 @@ from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.trace import read_trace
 from bootemu.models import PAGE_SIZE, BootemuError, pfn_up
 from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, discover, select
+from bootemu.replay import replay_log
+from bootemu.replay_calls import read_calls, traced_backend
 from bootemu.sequencer import BootResult, boot_machine
 
 __all__ = ["Explanation", "Row", "explain_log", "render_json", "render_text"]
@@ -153,20 +155,18 @@ def _emulated_recs(result: BootResult, spy: _BitmapSpy) -> list[Rec]:
     return recs
 
 
-def _replayed_recs(res: Any) -> list[Rec]:
-    """The real calls as the replay made them (on the kernel's own backend every address is
-    the real one)."""
-    recs: list[Rec] = []
-    for row in res.rows:
-        c = row.call
-        if row.status in ("not replayed", "panic"):
-            continue
-        if c.op == "alloc" and row.got:
-            recs.append(Rec("alloc", row.got, row.got + (c.size or 0), c.caller or c.name, ""))
+def _trace_recs(log: Any) -> list[Rec]:
+    """The real kernel's calls as records: its bitmaps, then every reservation, allocation
+    (at the address it returned) and free, in the log's order."""
+    recs = [
+        Rec("bitmap", pfn * PAGE_SIZE, (pfn + pages) * PAGE_SIZE, "", "bitmap")
+        for _node, pfn, pages in log.real_maps
+    ]
+    for c in log.calls:
+        caller = "memblock_dump" if c.name == "memblock_dump" else (c.caller or c.name)
+        if c.op == "alloc" and c.result and c.size:
+            recs.append(Rec("alloc", c.result, c.result + c.size, caller, ""))
         elif c.op in ("reserve", "free") and c.addr is not None and c.size:
-            caller = c.caller or c.name
-            if c.name == "memblock_dump":
-                caller = "memblock_dump"
             recs.append(Rec(c.op, c.addr, c.addr + c.size, caller, ""))
     return recs
 
@@ -205,31 +205,32 @@ def explain_log(
     symbols = None if system_map is None else read_system_map(system_map)
     config = None if kconfig is None else read_kconfig(kconfig)
     machine = _import(text, source, config, symbols)
-    backend = allocator or machine.allocator
-    emu, arch, spy = _boot(machine, backend)
     trace = read_trace(text)
-    traced = any(c.op == "alloc" for c in trace)
     notes: list[str] = []
+    native = traced_backend(trace)
+    if native is not None and native not in discover(ALLOCATOR_GROUP):
+        notes.append(f"the traced kernel ran {native}, which is not installed")
+        native = None
+    native = native or machine.allocator
+    backend = allocator or native
+    emu, arch, spy = _boot(machine, backend)
+    traced = any(c.op == "alloc" for c in trace)
     emu_recs = _emulated_recs(emu, spy)
-    real_recs: list[Rec] | None = None
+    real_recs = _with_labels(_trace_recs(read_calls(text)), emu_recs) if traced else None
     accounting, counted, counted_recs = "emulation", emu, emu_recs
-    if traced and backend == machine.allocator and backend in discover(ALLOCATOR_GROUP):
-        from bootemu.replay import replay_log
-
+    if real_recs is not None and backend == native:
+        # The real calls on the kernel's own backend: the state is the real kernel's when
+        # every call got its real address (the bitmaps are where the replay put them).
         res = replay_log(text, source=source, allocator=backend, machine=machine)
         if res.calls == res.same and res.result.outcome == "ok":
-            real_recs = _with_labels(_replay_bitmaps(res) + _replayed_recs(res), emu_recs)
-            accounting, counted, counted_recs = "replay", res.result, real_recs
+            bitmaps = [Rec("bitmap", s, e, "", "bitmap") for s, e in res.bitmaps]
+            counted_recs = bitmaps + [r for r in real_recs if r.op != "bitmap"]
+            accounting, counted = "replay", res.result
         else:
             notes.append(
                 f"the replay of the real calls on {backend} does not reproduce them "
                 f"({res.same}/{res.calls}): the emulation is counted"
             )
-    elif traced:
-        from bootemu.replay import replay_log
-
-        res = replay_log(text, source=source, allocator=machine.allocator, machine=machine)
-        real_recs = _replay_bitmaps(res) + _replayed_recs(res)
     maps = [(r.start, r.end) for r in counted_recs if r.op == "bitmap"]
     regions = Regions.of(machine, arch, maps, symbols)
     rules = counting_rules(machine, counted)
@@ -280,11 +281,6 @@ def _with_labels(real: list[Rec], emu: list[Rec]) -> list[Rec]:
                 pos = hit + 1
         out.append(rec)
     return out
-
-
-def _replay_bitmaps(res: Any) -> list[Rec]:
-    """The bitmaps the replay placed where the real kernel's were."""
-    return [Rec("bitmap", s, e, "", "bitmap") for s, e in res.bitmaps]
 
 
 def _attribute(

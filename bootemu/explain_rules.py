@@ -144,6 +144,12 @@ def owner_of(rec: Rec, symbols: Any) -> str:
     return "reserved by the arch"
 
 
+def bootmem_era_x86_32(machine: Any) -> bool:
+    """x86_32 profiles before memblock (2.6.25, and the RFC's v2.6.26-rc1, whose mem_init()
+    and head_32.S are 2.6.25's)."""
+    return machine.arch == "x86_32" and not machine.kernel.profile.startswith("6.")
+
+
 class Regions:
     """The named regions a reservation is split by: kernel image sections, the 2.6.25 boot
     page tables, page 0 and the rest of the first MiB."""
@@ -167,7 +173,7 @@ class Regions:
             image = _sections(symbols, getattr(cfg, "page_offset", None))
         elif start is not None and end is not None:
             image = [(start, end, "kernel image (text, data, init, bss)")]
-        if image and machine.arch == "x86_32" and machine.kernel.profile == "2.6.25" and maps:
+        if image and bootmem_era_x86_32(machine) and maps:
             pgt_start = -(-max(e for _s, e, _o in image) // PAGE_SIZE) * PAGE_SIZE
             pgt_end = min(s for s, _e in maps)
             if pgt_end > pgt_start:
@@ -300,7 +306,7 @@ class Rules:
         if held:
             name = (
                 "per-cpu page lists (order-0 frees that nr_free_pages() misses)"
-                if self.kind == "x86_32 2.6.25"
+                if self.kind == "x86_32 bootmem era"
                 else "handed to the page allocator but not counted free"
             )
             rows.append(Row(name, held, None, "total-free"))
@@ -355,7 +361,8 @@ def counting_rules(machine: Any, counted: BootResult) -> Rules:
     free, total = (int(m.group(1)) // 4, int(m.group(2)) // 4) if m else (0, layout.ram_pages)
     kind = f"{machine.arch} {machine.kernel.profile}"
     domain = ram
-    if kind == "x86_32 2.6.25":
+    if bootmem_era_x86_32(machine):
+        kind = "x86_32 bootmem era"
         low = layout.max_low_pfn or layout.max_pfn
         domain = intersect(ram, [(1, 0xA0), (0x100, low)])
     return Rules(counted, domain, total, free, ram, kind)

@@ -42,7 +42,7 @@ from typing import Any
 from bootemu.checks import ByteRanges, intersect, subtract
 from bootemu.hookspecs import hookimpl
 from bootemu.importers import import_dmesg
-from bootemu.importers.trace import TraceCall, read_trace
+from bootemu.importers.trace import TraceCall
 from bootemu.models import (
     PAGE_SIZE,
     AllocRequest,
@@ -53,7 +53,7 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.plugins import ARCH_GROUP, discover, select
-from bootemu.replay_calls import bitmap_bytes, extra_calls, real_memory_line, request_for
+from bootemu.replay_calls import read_calls, real_memory_line, request_for
 from bootemu.sequencer import BootResult, boot_machine
 
 __all__ = ["ReplayArch", "ReplayResult", "ReplayRow", "render_replay", "replay_log"]
@@ -393,32 +393,20 @@ def replay_log(
     ``machine`` replaces the machine imported from the log (``overrides`` apply to the
     imported one). Raises BootemuError when the log has no traced allocator call.
     """
-    calls = read_trace(text)
+    log = read_calls(text)
+    calls = log.calls
     if not any(c.op == "alloc" for c in calls):
         raise BootemuError(
             f"{source}: no traced allocator calls (neither 'bootmem_trace:' "
             "lines nor memblock=debug allocations)"
         )
-    dumps, rfc_maps, spans = extra_calls(text)
-    calls = sorted([*calls, *dumps], key=lambda c: c.line)
     if machine is None:
         machine, _notes = import_dmesg(
             text, source=source, arch=None, profile=None, overrides=overrides
         )
     arch64 = machine.arch != "x86_32"
-    node_starts = {start: node for node, (start, _end) in spans.items()}
-    real_maps: list[tuple[int | None, int, int]] = []
-    inits = [c for c in calls if c.op == "init"]
-    for i, c in enumerate(inits):
-        if c.mapstart is None:
-            continue
-        pages = c.pages if c.pages is not None else (c.end or 0) - (c.start or 0)
-        node = (
-            sorted(spans)[i] if len(spans) == len(inits) else (i if c.name.endswith("_node") else 0)
-        )
-        real_maps.append((node, c.mapstart, pfn_up(bitmap_bytes(pages))))
-    for pfn, pages in rfc_maps.items():
-        real_maps.append((None, pfn, pfn_up(bitmap_bytes(pages))))
+    node_starts = log.node_starts
+    real_maps = log.real_maps
     rows = [ReplayRow(call=c) for c in calls]
     for row in rows:
         if row.call.op == "alloc" and row.call.size:

@@ -10,12 +10,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from bootemu.importers import strip_dmesg_prefix
-from bootemu.importers.trace import TraceCall
-from bootemu.models import AllocRequest
+from bootemu.importers.trace import TraceCall, read_trace
+from bootemu.models import AllocRequest, pfn_up
 
-__all__ = ["bitmap_bytes", "extra_calls", "real_memory_line", "request_for"]
+__all__ = [
+    "TracedLog",
+    "bitmap_bytes",
+    "extra_calls",
+    "read_calls",
+    "real_memory_line",
+    "request_for",
+    "traced_backend",
+]
+
+#: The entry points only the RFC's bootmem2 prints (tools/trace-rfc-bootmem2.patch).
+RFC_NAMES = frozenset({"register_block", "alloc_node", "alloc_low_node", "free", "reserve"})
 
 #: mm/memblock.c memblock_dump(): `` reserved[0x2]\t[0x...-0x...], 0x... bytes flags: 0x0``.
 _DUMP = re.compile(r"^\s*reserved\[0x[0-9a-f]+\]\s+\[0x([0-9a-f]+)-0x([0-9a-f]+)\]")
@@ -134,3 +146,54 @@ def request_for(call: TraceCall, node_starts: dict[int, int]) -> AllocRequest:
     if name.endswith("_node") and node is None:
         node = 0
     return AllocRequest(size=size, align=align, goal=goal, wrapper=name, node=node, caller=caller)
+
+
+def traced_backend(calls: list[TraceCall]) -> str | None:
+    """The backend the traced kernel ran, from the entry points it printed: memblock (6.1),
+    the RFC's bootmem2 (``bootmem2-rfc1``, the posted code) or classic 2.6.25 bootmem."""
+    names = {c.name for c in calls}
+    if any(n.startswith("memblock_") for n in names):
+        return "memblock"
+    if names & RFC_NAMES:
+        return "bootmem2-rfc1"
+    if names:
+        return "bootmem"
+    return None
+
+
+@dataclass(frozen=True)
+class TracedLog:
+    """A log's traced calls with what the replay needs besides them.
+
+    ``calls``: :func:`read_trace` plus memblock's dump lines, in log order; ``real_maps``:
+    ``(node or None, first pfn, pages)`` of each bitmap the real kernel set up (2008
+    ``init_bootmem*`` lines, the RFC's ``map @ pfn``); ``node_starts``: x86_64's bitmap start
+    address -> node (``Bootmem setup node`` lines), to read ``core bdata_start``.
+    """
+
+    calls: list[TraceCall]
+    real_maps: list[tuple[int | None, int, int]]
+    node_starts: dict[int, int]
+
+
+def read_calls(text: str) -> TracedLog:
+    """The traced calls of a log and the real kernel's bitmaps (see :class:`TracedLog`)."""
+    dumps, rfc_maps, spans = extra_calls(text)
+    calls = sorted([*read_trace(text), *dumps], key=lambda c: c.line)
+    real_maps: list[tuple[int | None, int, int]] = []
+    inits = [c for c in calls if c.op == "init"]
+    for i, c in enumerate(inits):
+        if c.mapstart is None:
+            continue
+        pages = c.pages if c.pages is not None else (c.end or 0) - (c.start or 0)
+        # x86_64 prints nid=0 for every node (pgdat->node_id is set later): the setup lines
+        # name the nodes in the order their bitmaps are set up.
+        if len(spans) == len(inits):
+            node: int | None = sorted(spans)[i]
+        else:
+            node = i if c.name.endswith("_node") else 0
+        real_maps.append((node, c.mapstart, pfn_up(bitmap_bytes(pages))))
+    for pfn, pages in rfc_maps.items():
+        real_maps.append((None, pfn, pfn_up(bitmap_bytes(pages))))
+    node_starts = {start: node for node, (start, _end) in spans.items()}
+    return TracedLog(calls, real_maps, node_starts)
