@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from x86_32_harness import G, M, boot, era_b, machine
 
 from arches.x86_32.v6_1 import Linux61
@@ -156,6 +158,65 @@ def test_initrd_above_lowmem_is_moved():
 def test_highmem_parameter_61(cmdline, lines):
     b = boot(machine(era_b(512 * M), profile="6.1", cmdline=cmdline))
     assert b.kind("layout.warning") + b.kind("layout.highmem") + b.kind("layout.lowmem") == lines
+
+
+# --------------------------------------------------------------------------------------------
+# memmap_init()'s last init_unavailable_range(): memblock.memory past max_pfn (issue 13 item 5)
+#
+# No real boot here has this line: pae_1G_highmem512M asks for more highmem than the 143 MB
+# present, so highmem_pfn_init() ignores it ("only 143MB highmem pages available") and max_pfn
+# stays at the end of RAM. Every expectation below is arithmetic from the 6.1 sources:
+# highmem_pfn_init() makes max_pfn = MAXMEM_PFN + highmem_pages; memblock.memory still ends at
+# the end of RAM (0x3ffe0 on the SeaBIOS 1 GiB map); memmap_init() (FLATMEM: no section
+# rounding) calls init_unavailable_range(max_pfn, 0x3ffe0, HighMem, 0), which counts the pfns
+# whose pageblock starts below max_mapnr (= highend_pfn = max_pfn), i.e. up to
+# round_up(max_pfn, pageblock_nr_pages).
+
+
+@pytest.mark.parametrize("highmem, cmdline, tail", [
+    # PAE: MAXMEM_PFN 0x36ffe ("low ram: 0 - 36ffe000"), pageblock_order 9 (512 pages).
+    # highmem=64M: 0x36ffe + 0x4000 = 0x3affe; round_up(0x3affe, 0x200) = 0x3b000: 2 pages,
+    # the line issue 13 quotes.
+    ("64G", "highmem=64M", ("HighMem", 2)),
+    # highmem=65M: 0x36ffe + 0x4100 = 0x3b0fe; round_up to 0x3b200: 0x102 = 258 pages.
+    ("64G", "highmem=65M", ("HighMem", 258)),
+    # Non-PAE: MAXMEM_PFN 0x36bfe ("low ram: 0 - 36bfe000"), pageblock_order 10 (1024 pages).
+    # highmem=33M: 0x36bfe + 0x2100 = 0x38cfe; round_up(0x38cfe, 0x400) = 0x39000: 770 pages.
+    ("4G", "highmem=33M", ("HighMem", 770)),
+    # No highmem= at all: max_pfn = 0x3ffe0 = the end of memblock.memory: no tail.
+    ("64G", "", None),
+])
+def test_memblock_past_max_pfn_ends_in_an_unavailable_range(highmem, cmdline, tail):
+    b = boot(machine(era_b(1 * G), profile="6.1", highmem=highmem, cmdline=cmdline))
+    assert b.result.outcome == "ok"
+    lines = b.kind("zone.unavailable")
+    # The two DMA holes of every SeaBIOS map (pfn 0; 0x9f-0xff) stay as they were.
+    assert lines[:2] == ["On node 0, zone DMA: 1 pages in unavailable ranges",
+                         "On node 0, zone DMA: 97 pages in unavailable ranges"]
+    expected = [] if tail is None else [
+        f"On node 0, zone {tail[0]}: {tail[1]} pages in unavailable ranges"]
+    assert lines[2:] == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(mb=st.integers(min_value=1, max_value=142))
+def test_tail_is_the_rest_of_max_pfns_pageblock(mb):
+    # Any accepted highmem= on the PAE 1 GiB map: max_pfn = 0x36ffe + mb * 256 (below the RAM
+    # end 0x3ffe0); the tail is what is left of max_pfn's pageblock of 512 pages, if any.
+    max_pfn = 0x36FFE + mb * 256
+    tail = min(0x3FFE0, -(-max_pfn // 512) * 512) - max_pfn
+    b = boot(machine(era_b(1 * G), profile="6.1", highmem="64G", cmdline=f"highmem={mb}M"))
+    assert b.kind("zone.unavailable")[2:] == (
+        [f"On node 0, zone HighMem: {tail} pages in unavailable ranges"] if tail else [])
+
+
+def test_highmem_512m_on_1g_is_ignored_so_no_tail():
+    # The real boot: highmem=512M > the 143 MB above lowmem, so max_pfn stays 0x3ffe0 and the
+    # real log has only the two DMA lines (fixture pae_1G_highmem512M).
+    _, real, _ = fixture("pae_1G_highmem512M")
+    b = boot(real_machine("pae_1G_highmem512M"))
+    assert b.kind("zone.unavailable") == [line for line in real if "unavailable" in line]
+    assert len(b.kind("zone.unavailable")) == 2
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,8 +59,9 @@ kernel changed (the py-evm pattern):
     6.1: where the firmware put the MP floating pointer (SeaBIOS: ``0xf5ba0``), printed as
     ``found SMP MP-table at ...``; 0 = none. 16-byte aligned, below 1 MiB.
 
-Command-line parameters the 6.1 profile reads besides ``mem=`` and ``numa=``: ``hashdist=``,
-``dhash_entries=``, ``ihash_entries=``.
+Command-line parameters the 6.1 profile reads besides ``mem=`` and ``numa=`` (``off``,
+``noacpi``, and ``fake=`` NUMA emulation: :mod:`arches.numa64.numa_emu_61`): ``hashdist=``,
+``dhash_entries=``, ``ihash_entries=``. ``numa=fake=`` under 2.6.25 is an error.
 
 Every config value is validated in :meth:`Numa64.bootemu_arch_check_machine`; defaults are the
 ``DEFAULTS`` of the profile class.

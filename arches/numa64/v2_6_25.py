@@ -179,11 +179,16 @@ class Linux2625(Srat2625):
                 elif value.startswith("noacpi"):
                     self.srat_off = True
                 elif value.startswith("fake="):
-                    raise BootemuError(f"{self.machine.source}: kernel.cmdline: numa=fake= "
-                                       "(NUMA emulation) is not modelled by numa64")
+                    self.numa_fake(value[5:])
             elif param == "memmap":
                 raise BootemuError(f"{self.machine.source}: kernel.cmdline: memmap= is not "
                                    "modelled by numa64")
+
+    def numa_fake(self, spec: str) -> None:
+        """``numa=fake=``: NUMA emulation of 2008 (numa_64.c numa_emulation()) is not modelled;
+        the 6.1 profile overrides this."""
+        raise BootemuError(f"{self.machine.source}: kernel.cmdline: numa=fake= (NUMA "
+                           f"emulation) is not modelled by numa64 profile {self.PROFILE}")
 
     def parse_mem(self, boot: Boot, value: str) -> None:
         """e820_64.c parse_memopt(), 2.6.25: ``end_user_pfn = memparse() >> PAGE_SHIFT``."""

@@ -15,6 +15,9 @@ What changed, in one place:
 - e820: page 0 becomes reserved and 0xa0000-0xfffff is removed (``e820: update`` /
   ``e820: remove``); ``mem=`` removes RAM from the map and prints the ``user:`` map;
   ``last_pfn = ... max_arch_pfn = ...``.
+- NUMA discovery runs as numa.c numa_init() rounds (SRAT, then the dummy node), with
+  ``numa=fake=`` NUMA emulation between cleanup and registration
+  (:mod:`arches.numa64.v6_1_numa`, :mod:`arches.numa64.numa_emu_61`).
 - NUMA: affinity ranges of different nodes may interleave but not overlap; same-node ranges
   merge when no other node lies between; RAM the nodes miss must stay under 1 MiB; NODE_DATA is
   memblock-allocated top-down inside its node, below the page tables init_mem_mapping() took
@@ -32,17 +35,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from arches.numa64 import direct_map
+from arches.numa64.numa_emu_61 import Emulated
 from arches.numa64.v2_6_25 import (
     DMA_GOAL,
     MAX_DMA32_PFN,
     MAX_DMA_PFN,
     SECTION_PAGES,
     Linux2625,
-    Numa,
     blocks_from,
     pieces,
 )
 from arches.numa64.v6_1_mm import NR_CPUS, Mm61
+from arches.numa64.v6_1_numa import Numa61
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
 from bootemu.models import (
@@ -77,7 +81,7 @@ SMP_CACHE_BYTES_61 = 64
 IMAGE_FIELDS = "14343K kernel code, 2338K rwdata, 9116K rodata, 2820K init, 17356K bss"
 
 
-class Linux61(Mm61, Linux2625):
+class Linux61(Numa61, Mm61, Linux2625):
     """The 6.1 data sheet and the routines that differ from 2.6.25 (the mm counts and lines
     from free_area_init_core() on are in :class:`arches.numa64.v6_1_mm.Mm61`)."""
 
@@ -107,6 +111,8 @@ class Linux61(Mm61, Linux2625):
         self.dma_reserve = 0
         self.zone_free = []
         self.nr_kernel_pages = 0
+        self.emu_cmdline: str | None = None  # numa_emu_cmdline(): what follows numa=fake=
+        self.emu: Emulated | None = None  # what numa_emulation() committed
 
     def pgdat_owner(self, node: int, addr: int) -> int | None:
         """alloc_node_data() may fall back to another node: reserve where it really is."""
@@ -193,74 +199,6 @@ class Linux61(Mm61, Linux2625):
                                           pfn_phys(max_pfn))
         self.busy += [(s, e, "page tables") for s, e in merge_ranges(pgt)]
         boot.facts["pgt_pages_from_memblock"] = len(pgt)
-
-    def numa_init(self, boot: Boot, ram: list[tuple[int, int]], max_pfn: int) -> Numa:
-        """x86_numa_init(): the SRAT (x86_acpi_numa_init()), else dummy_numa_init()."""
-        if not self.numa_off and not self.srat_off and self.machine.numa:
-            found = self.acpi_numa(boot, ram, max_pfn)
-            if found is not None:
-                return found
-        end = pfn_phys(max_pfn)
-        boot.printk("numa.fallback", "NUMA turned off" if self.numa_off else
-                    "No NUMA configuration found", numa_off=self.numa_off)
-        boot.printk("numa.fake", f"Faking a node at [mem {0:#018x}-{end - 1:#018x}]",
-                    start=0, end=end)
-        return Numa([(0, 0, end)], {0: (0, end)}, True)
-
-    def acpi_numa(self, boot: Boot, ram: list[tuple[int, int]], max_pfn: int) -> Numa | None:
-        """srat.c + numa.c: print each range, numa_cleanup_meminfo(), the coverage check."""
-        for cpu, node in enumerate(self.cfg.cpu_nodes):
-            boot.printk("numa.srat.cpu", f"SRAT: PXM {node} -> APIC {cpu:#04x} -> Node {node}",
-                        cpu=cpu, node=node)
-        blks: list[list[int]] = []
-        for m in self.machine.numa:
-            boot.printk("numa.srat.memory", f"ACPI: SRAT: Node {m.node} PXM {m.node} "
-                        f"[mem {m.start:#010x}-{m.end - 1:#010x}]", node=m.node, start=m.start,
-                        end=m.end)
-            blks.append([m.node, m.start, m.end])
-        high = pfn_phys(max_pfn)
-        memory = [(pfn_phys(s), pfn_phys(e)) for s, e in ram]
-        # numa_cleanup_meminfo(): ranges without RAM move to the reserved meminfo; the rest is
-        # cut at max_pfn; then overlaps are checked and same-node neighbours merged.
-        blks = [[n, s, min(e, high)] for n, s, e in blks
-                if any(ms < e and s < me for ms, me in memory) and s < min(e, high)]
-        i = 0
-        while i < len(blks):
-            j = i + 1
-            while j < len(blks):
-                (ni, si, ei), (nj, sj, ej) = blks[i], blks[j]
-                if ei > sj and si < ej:
-                    if ni != nj:
-                        boot.printk("numa.overlap", f"NUMA: node {ni} [mem {si:#010x}-"
-                                    f"{ei - 1:#010x}] overlaps with node {nj} [mem {sj:#010x}-"
-                                    f"{ej - 1:#010x}]", node=ni, other=nj)
-                        return None
-                    boot.printk("numa.overlap", f"NUMA: Warning: node {ni} [mem {si:#010x}-"
-                                f"{ei - 1:#010x}] overlaps with itself [mem {sj:#010x}-"
-                                f"{ej - 1:#010x}]", node=ni)
-                lo, hi = min(si, sj), max(ei, ej)
-                if ni != nj or any(n != ni and lo < e and hi > s for n, s, e in blks):
-                    j += 1
-                    continue
-                boot.printk("numa.merge", f"NUMA: Node {ni} [mem {si:#010x}-{ei - 1:#010x}] + "
-                            f"[mem {sj:#010x}-{ej - 1:#010x}] -> [mem {lo:#010x}-{hi - 1:#010x}]",
-                            node=ni, start=lo, end=hi)
-                blks[i] = [ni, lo, hi]
-                del blks[j]
-            i += 1
-        # numa_meminfo_cover_memory(): "We seem to lose 3 pages somewhere. Allow 1M of slack."
-        numaram = sum(pieces(ram, pfn_down(s), pfn_down(e)) for _, s, e in blks)
-        e820ram = pieces(ram, 0, max_pfn)
-        if e820ram - numaram >= 256:
-            boot.printk("numa.cover", f"NUMA: nodes only cover {numaram >> 8}MB of your "
-                        f"{e820ram >> 8}MB e820 RAM. Not used.", numaram=numaram,
-                        e820ram=e820ram)
-            return None
-        spans: dict[int, tuple[int, int]] = {}
-        for n, s, e in blks:
-            lo, hi = spans.get(n, (s, e))
-            spans[n] = (min(lo, s), max(hi, e))
-        return Numa([(n, s, e) for n, s, e in blks], spans, False)
 
     def alloc_node_data(self, boot: Boot) -> None:
         """numa.c alloc_node_data(): ``memblock_phys_alloc_try_nid(nd_size, SMP_CACHE_BYTES,

@@ -162,8 +162,26 @@ class Mm61(Early61, Bootmem2625):
 
         Walking the memblock ranges through the populated zones, every gap before a range's
         part in a zone is counted in that zone (pfn 0 included, although ZONE_DMA starts at
-        1); pfn_valid() is true below max_mapnr (highend_pfn).
+        1). Then, FLATMEM having no section rounding, memmap_init() always calls
+        init_unavailable_range() once more for ``[hole_pfn, end_pfn)``: from the end of the
+        last zone piece to the end of the last memblock range, in the highest populated zone
+        (``zone_id``, the last populated zone the loop visited). That tail is only non-empty
+        when memblock.memory reaches past max_pfn (``highmem=`` below the RAM present, or
+        RAM above lowmem on a kernel without HIGHMEM).
+
+        init_unavailable_range() skips a pfn whose pageblock start is not pfn_valid(); on
+        FLATMEM pfn_valid() is ``pfn < max_mapnr`` (initmem_init(): highend_pfn with
+        HIGHMEM, max_low_pfn without, i.e. ``self.highend_pfn`` either way), so a hole counts
+        its pages below the end of the last pageblock that starts below max_mapnr.
         """
+        # 6.1 quirk: the source calls this last call "for FLATMEM ... a nop anyway"; it is not
+        # when memblock.memory reaches past max_pfn (a 2025 patch rounds FLATMEM's end instead).
+        block = 1 << self.cfg.pageblock_order
+        valid_end = -(-self.highend_pfn // block) * block  # pageblock_start(pfn) < max_mapnr
+
+        def count(s: int, e: int) -> int:
+            return max(0, min(e, valid_end) - s)
+
         out: list[tuple[str, int]] = []
         hole = 0
         populated = [z for z in self.zones if z.present]
@@ -172,11 +190,11 @@ class Mm61(Early61, Bootmem2625):
                 cs, ce = min(max(s, z.start), z.end), min(max(e, z.start), z.end)
                 if cs >= ce:
                     continue
-                if hole < cs:
-                    pages = min(cs, self.highend_pfn) - hole
-                    if pages > 0:
-                        out.append((z.name, pages))
+                if hole < cs and count(hole, cs):
+                    out.append((z.name, count(hole, cs)))
                 hole = ce
+        if populated and self.active and count(hole, self.active[-1][1]):
+            out.append((populated[-1].name, count(hole, self.active[-1][1])))
         return out
 
     def pci_gap(self) -> None:
