@@ -232,7 +232,7 @@ def explain_log(
                 f"({res.same}/{res.calls}): the emulation is counted"
             )
     maps = [(r.start, r.end) for r in counted_recs if r.op == "bitmap"]
-    regions = Regions.of(machine, arch, maps, symbols)
+    regions = Regions.of(machine, arch, maps, symbols, named_busy=accounting == "emulation")
     rules = counting_rules(machine, counted)
     # Confirmation compares the counted records with the other side: the emulation when the
     # real calls are counted, the real calls when the emulation is.
@@ -306,12 +306,15 @@ def _attribute(
     agree = None if other is None else _Agreement(other)
     owned = ByteRanges()  # pfns already given to an owner
     pieces: dict[str, list[tuple[int, int]]] = {}
-    members: dict[str, list[Rec]] = {}
+    members: dict[str, list[Rec]] = {}  # the records (or parts) each owner row holds
     for rec, ranges in live:
         for seg_start, seg_end, owner in regions.split(rec, ranges, symbols):
             pr = (seg_start // PAGE_SIZE, pfn_up(seg_end))
             new = subtract([pr], owned.overlapping(*pr))
-            members.setdefault(owner, []).append(rec)
+            # A reservation is judged on the bytes this row got of it (a reservation that
+            # spans the kernel and a bitmap agrees on the kernel part on its own).
+            part = replace(rec, start=seg_start, end=seg_end) if rec.op == "reserve" else rec
+            members.setdefault(owner, []).append(part)
             for s, e in new:
                 owned.add(s, e)
                 pieces.setdefault(owner, []).append((s, e))

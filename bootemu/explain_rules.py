@@ -29,6 +29,7 @@ MiB = 1 << 20
 #: more than the bitmap (boot-allocators reference §1.3).
 AFTER_BITMAP = "the page after the bitmap (setup_bootmem_allocator() rounding)"
 LOW_MIB = "the first MiB (BIOS data, EBDA, ROM areas)"
+IMAGE = "kernel image (text, data, init, bss)"
 
 #: The kernel routine that asked, to the owner row its memory goes to (2.6.25 and 6.1 names).
 CALLER_OWNERS = {
@@ -81,6 +82,21 @@ CALLER_OWNERS = {
     "setup_node_bootmem": "NODE_DATA (node descriptors)",
     "reserve_bootmem_generic": "early reservations: boot page tables, SMP trampoline",
     "setup_bootmem_allocator": AFTER_BITMAP,
+}
+
+#: numa64's early-reservation names (the kernel's reserve_early() labels) to owner rows.
+BUSY_OWNERS = {
+    "PGTABLE": "boot page tables (direct mapping)",
+    "page tables": "boot page tables (direct mapping)",
+    "NODE_DATA": "NODE_DATA (node descriptors)",
+    "BIOS data page": "page 0 (BIOS data area)",
+    "first 1M": LOW_MIB,
+    "MEMNODEMAP": "memnodemap (address to node hash)",
+    "RAMDISK": "initrd",
+    "initrd": "initrd",
+    "SMP TRAMPOLINE": "SMP trampoline",
+    "TEXT DATA BSS": IMAGE,
+    "kernel image": IMAGE,
 }
 
 #: Emulation labels that say more than their caller (one caller, several owners).
@@ -154,15 +170,22 @@ class Regions:
     """The named regions a reservation is split by: kernel image sections, the 2.6.25 boot
     page tables, page 0 and the rest of the first MiB."""
 
-    def __init__(self, image: list[tuple[int, int, str]], low_owner: bool) -> None:
-        self.image = sorted(image)
-        self.low_owner = low_owner
+    def __init__(self, image: list[tuple[int, int, str]]) -> None:
+        self.image = image  # in the order they claim bytes
 
     @classmethod
-    def of(cls, machine: Any, arch: Any, maps: list[tuple[int, int]], symbols: Any) -> Regions:
+    def of(
+        cls,
+        machine: Any,
+        arch: Any,
+        maps: list[tuple[int, int]],
+        symbols: Any,
+        named_busy: bool = False,
+    ) -> Regions:
         """Image sections from ``symbols`` (System.map) when given, else the arch's image
         bounds; on x86_32 2.6.25 the boot page tables from the end of the image to the bitmap
-        and the page after the bitmap (``maps``: the bitmaps' byte ranges)."""
+        and the page after the bitmap (``maps``: the bitmaps' byte ranges); with
+        ``named_busy`` (the emulation is counted) the arch's named early reservations."""
         cfg = getattr(getattr(arch, "profile", None), "cfg", None)
         start = getattr(cfg, "image_start", None)
         end = getattr(cfg, "image_end", None)
@@ -172,7 +195,7 @@ class Regions:
         if symbols is not None:
             image = _sections(symbols, getattr(cfg, "page_offset", None))
         elif start is not None and end is not None:
-            image = [(start, end, "kernel image (text, data, init, bss)")]
+            image = [(start, end, IMAGE)]
         if image and bootmem_era_x86_32(machine) and maps:
             pgt_start = -(-max(e for _s, e, _o in image) // PAGE_SIZE) * PAGE_SIZE
             pgt_end = min(s for s, _e in maps)
@@ -180,7 +203,19 @@ class Regions:
                 image.append((pgt_start, pgt_end, "boot page tables (pg0, head_32.S)"))
             last = -(-max(e for _s, e in maps) // PAGE_SIZE) * PAGE_SIZE
             image.append((last, last + PAGE_SIZE, AFTER_BITMAP))
-        return cls(image, True)
+        image.sort()
+        if named_busy:
+            # numa64 keeps the kernel's reserve_early() list with its names ("PGTABLE",
+            # "NODE_DATA(1)", ...): the emulation's own reservations are named by it, after
+            # the regions above (System.map knows the image better than the arch's bounds).
+            busy = getattr(getattr(arch, "profile", None), "busy", ())
+            for s, e, n in busy:
+                owner = BUSY_OWNERS.get(n.split("(")[0], n)
+                if owner == IMAGE and symbols is not None:  # what System.map's _end leaves
+                    owner = "kernel image as the arch sizes it, past System.map's _end"
+                if not n.startswith("bootmap"):
+                    image.append((s, e, owner))
+        return cls(image)
 
     def split(
         self,
