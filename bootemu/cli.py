@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("explain", help="where every page of a real boot's Memory: line went")
-    p.add_argument("log", type=Path, help="kernel boot log (dmesg or serial capture)")
+    p.add_argument(
+        "log", type=Path, help="kernel boot log (or a machine file / preset: its emulated boot)"
+    )
     p.add_argument("--kconfig", type=Path, help="the kernel's .config")
     p.add_argument("--system-map", type=Path, help="the kernel's System.map")
     p.add_argument("--allocator", help="backend to boot on (default: the kernel's own)")
@@ -201,15 +203,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from bootemu.explain import explain_log, render_json, render_text
 
-    text = _read_log(args.log)
     tracing.configure(None)
-    expl = explain_log(
-        text,
-        source=str(args.log),
-        allocator=args.allocator,
-        kconfig=None if args.kconfig is None else str(args.kconfig),
-        system_map=None if args.system_map is None else str(args.system_map),
-    )
+    system_map = None if args.system_map is None else str(args.system_map)
+    if args.log.suffix == ".toml" or (not args.log.exists() and args.log.parent == Path(".")):
+        # A machine file or preset: its emulated boot, explained the same way.
+        from bootemu.explain import explain_machine
+        from bootemu.machine import load_machine
+
+        machine = load_machine(str(args.log), overrides=[])
+        expl = explain_machine(machine, allocator=args.allocator, system_map=system_map)
+    else:
+        expl = explain_log(
+            _read_log(args.log),
+            source=str(args.log),
+            allocator=args.allocator,
+            kconfig=None if args.kconfig is None else str(args.kconfig),
+            system_map=system_map,
+        )
     sys.stdout.write(render_json(expl) if args.format == "json" else render_text(expl))
     return expl.exit_code
 

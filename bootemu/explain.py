@@ -40,13 +40,13 @@ from bootemu.explain_rules import (
 from bootemu.hookspecs import hookimpl
 from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.trace import read_trace
-from bootemu.models import PAGE_SIZE, BootemuError, pfn_up
+from bootemu.models import PAGE_SIZE, BootemuError, Machine, pfn_up
 from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, discover, select
 from bootemu.replay import replay_log
 from bootemu.replay_calls import read_calls, traced_backend
 from bootemu.sequencer import BootResult, boot_machine
 
-__all__ = ["Explanation", "Row", "explain_log", "render_json", "render_text"]
+__all__ = ["Explanation", "Row", "explain_log", "explain_machine", "render_json", "render_text"]
 
 _MEMORY = re.compile(r"Memory: (\d+)[kK]/(\d+)[kK] available.*?(\d+)[kK] reserved")
 
@@ -82,6 +82,8 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     #: The counted boot's: 1 when it panicked or a check found a violation.
     exit_code: int = 0
+    #: The counted boot itself (for tools and tests; not printed).
+    boot: BootResult | None = None
 
     def sum_kib(self, counted_in: Sequence[str]) -> int:
         return sum(r.kib for r in self.rows if r.counted_in in counted_in)
@@ -252,9 +254,38 @@ def explain_log(
         rows=rows,
         notes=notes,
         exit_code=counted.exit_code,
+        boot=counted,
     )
     rules.finish(expl)
     return expl
+
+
+def explain_machine(
+    machine: Machine, *, allocator: str | None = None, system_map: str | None = None
+) -> Explanation:
+    """The same table for a machine file or preset: its emulated boot, with no kernel
+    figures to compare with (the rows sum to the boot's own Memory: line)."""
+    from bootemu.importers.kbuild import read_system_map
+
+    symbols = None if system_map is None else read_system_map(system_map)
+    emu, arch, spy = _boot(machine, allocator)
+    recs = _emulated_recs(emu, spy)
+    maps = [(r.start, r.end) for r in recs if r.op == "bitmap"]
+    regions = Regions.of(machine, arch, maps, symbols, named_busy=True)
+    rules = counting_rules(machine, emu)
+    rows, booted = _attribute(emu, recs, rules, regions, symbols, recs, None)
+    return Explanation(
+        source=machine.source,
+        arch=machine.arch,
+        profile=machine.kernel.profile,
+        allocator=emu.boot.allocator_name,
+        accounting="emulation",
+        kernel=None,
+        booted=booted,
+        rows=rows,
+        exit_code=emu.exit_code,
+        boot=emu,
+    )
 
 
 def _with_labels(real: list[Rec], emu: list[Rec]) -> list[Rec]:

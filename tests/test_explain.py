@@ -12,9 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
+from bitarray import bitarray
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bootemu.cli import main
-from bootemu.explain import explain_log
+from bootemu.explain import explain_log, explain_machine
+from bootemu.machine import load_machine
 
 DATA = Path(__file__).parent / "data"
 LOGS_2008 = DATA / "real-boots-2008" / "logs"
@@ -223,3 +227,73 @@ def test_cli_bad_input(capsys, tmp_path):
     assert main(["explain", str(bad)]) == 2
     assert "x.log" in capsys.readouterr().err
     assert main(["explain", str(LOGS_61 / "pae_1G.log"), "--system-map", str(bad)]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The attribution on any machine: a partition of the pages the kernel's arithmetic counts
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mem_mb=st.integers(min_value=48, max_value=1024),
+    profile=st.sampled_from(["2.6.25", "6.1"]),
+    allocator=st.sampled_from(["bootmem", "bootmem2", "bootmem2-perblock", "memblock"]),
+)
+def test_rows_partition_the_counted_pages(mem_mb, profile, allocator):
+    """On the 1 GiB QEMU PC with any mem=, each profile and backend, the reserved rows sum to
+    the pages of the kernel's counting domain that were not handed off, counted here with a
+    bitarray: 2.6.25 mem_init() walks pfns below max_low_pfn that page_is_ram() accepts (not
+    pfn 0, not 640K-1M); 6.1 counts every present page. All rows sum to total - free of the
+    boot's own Memory: line."""
+    machine = load_machine(
+        "qemu-pc-1g-i386",
+        overrides=[
+            f"kernel.profile={profile}",
+            f"kernel.cmdline=mem={mem_mb}M",
+            "kernel.smp=false",
+        ],
+    )
+    expl = explain_machine(machine, allocator=allocator)
+    result = expl.boot
+    if result.outcome != "ok":
+        return  # an emulated panic: no Memory: line to explain
+    layout = result.boot.layout
+    domain = bitarray(layout.max_pfn)
+    domain.setall(0)
+    for s, e in layout.ram:
+        domain[s:e] = 1
+    if profile == "2.6.25":
+        domain[0:1] = 0
+        domain[0xA0:0x100] = 0
+        domain[layout.max_low_pfn :] = 0
+    handed = result.pagealloc.handed[: layout.max_pfn]
+    if len(handed) < layout.max_pfn:
+        handed += bitarray("0") * (layout.max_pfn - len(handed))
+    reserved = (domain & ~handed).count()
+    rows = [r for r in expl.rows if r.counted_in == "reserved"]
+    assert not [r for r in rows if r.owner.startswith("not attributed")]
+    assert sum(r.pages for r in rows) == reserved
+    m = re.search(r"Memory: (\d+)[kK]/(\d+)[kK] .*?(\d+)[kK] reserved", result.boot.summary[0])
+    free, total = int(m.group(1)) // 4, int(m.group(2)) // 4
+    assert sum(r.pages for r in expl.rows) == total - free
+    if profile == "6.1":  # present - totalram_pages(): the arch's own figure
+        assert reserved == int(m.group(3)) // 4
+
+
+def test_deterministic(capsys):
+    """The same log gives the same table and the same replay, byte for byte."""
+    outs = []
+    for _ in range(2):
+        main(["explain", str(LOGS_61 / "amd64_numa2_sym.log"), "--format", "json"])
+        main(["replay", str(LOGS_2008 / "tn2625s_seed_8g.log"), "--allocator", "bootmem2"])
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+
+
+def test_explain_a_preset(capsys):
+    """A preset has no kernel figures: the rows sum to its own boot's Memory: line."""
+    assert main(["explain", "qemu-pc-1g-i386", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["reserved_kib"] is None and doc["reserved_sum_holds"] is None
+    booted = doc["booted"]
+    assert sum(r["kib"] for r in doc["rows"]) == booted["total_kib"] - booted["free_kib"]
