@@ -167,7 +167,7 @@ def _trace_recs(log: Any) -> list[Rec]:
     for c in log.calls:
         caller = "memblock_dump" if c.name == "memblock_dump" else (c.caller or c.name)
         if c.op == "alloc" and c.result and c.size:
-            recs.append(Rec("alloc", c.result, c.result + c.size, caller, ""))
+            recs.append(Rec("alloc", c.result, c.result + c.size, caller, "", entry=c.name))
         elif c.op in ("reserve", "free") and c.addr is not None and c.size:
             recs.append(Rec(c.op, c.addr, c.addr + c.size, caller, ""))
     return recs
@@ -334,7 +334,10 @@ def _attribute(
                     ranges[:] = subtract(ranges, [(rec.start, rec.end)])
             continue
         live.append((rec, [(rec.start, rec.end)]))
-    agree = None if other is None else _Agreement(other)
+    layout = counted.boot.layout
+    assert layout is not None
+    ram_bytes = [(s * PAGE_SIZE, e * PAGE_SIZE) for s, e in layout.ram]
+    agree = None if other is None else _Agreement(other, ram_bytes)
     owned = ByteRanges()  # pfns already given to an owner
     pieces: dict[str, list[tuple[int, int]]] = {}
     members: dict[str, list[Rec]] = {}  # the records (or parts) each owner row holds
@@ -383,7 +386,8 @@ class _Agreement:
     allocation at the same address with the same size, a reservation whose bytes it reserved
     as well (reservations split differently still agree), a bitmap on the same pages."""
 
-    def __init__(self, other: list[Rec]) -> None:
+    def __init__(self, other: list[Rec], ram: list[tuple[int, int]]) -> None:
+        self.ram = ram  # byte ranges: only reserved RAM is counted, so only it is compared
         self.allocs = {(r.start, r.end) for r in other if r.op == "alloc"}
         self.bitmaps = {(r.start // PAGE_SIZE, pfn_up(r.end)) for r in other if r.op == "bitmap"}
         self.reserved = ByteRanges()
@@ -397,8 +401,10 @@ class _Agreement:
         if rec.op == "bitmap":
             return (rec.start // PAGE_SIZE, pfn_up(rec.end)) in self.bitmaps
         if rec.op == "reserve":
-            got = sum(e - s for s, e in self.reserved.overlapping(rec.start, rec.end))
-            return got == rec.end - rec.start
+            for s, e in intersect([(rec.start, rec.end)], self.ram):
+                if sum(b - a for a, b in self.reserved.overlapping(s, e)) != e - s:
+                    return False
+            return True
         return True
 
 

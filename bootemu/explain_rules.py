@@ -110,7 +110,17 @@ LABEL_OWNERS = (
     ("NODE_DATA", "NODE_DATA (node descriptors)"),
 )
 
+#: One routine, two owners, told apart by the entry point it called (mm/sparse.c, 6.1:
+#: sparse_init_nid() takes the section usage maps with memblock_alloc_try_nid() and the
+#: memmap buffer with sparse_buffer_init() -> memblock_alloc_exact_nid_raw(), both inlined).
+ENTRY_OWNERS = {
+    ("sparse_init_nid", "memblock_alloc_exact_nid_raw"): "mem_map (struct page arrays)",
+    ("sparse_init_nid", "memblock_alloc_try_nid"): "usemaps (pageblock flags)",
+}
+
 _OFFSET = re.compile(r"\+0x[0-9a-f]+(/0x[0-9a-f]+)?$")
+#: GCC's clone suffixes (``vmemmap_alloc_block_zero.constprop.0``).
+_CLONE = re.compile(r"(\.(constprop|isra|part|cold)\.\d+)+$")
 _HEX = re.compile(r"^(0x)?[0-9a-f]{8,16}$")
 
 
@@ -130,6 +140,8 @@ class Rec:
     label: str
     #: The caller the emulation gave the same request (matched in order by size).
     alias: str = ""
+    #: The allocator entry point the trace printed (``memblock_alloc_exact_nid_raw`` ...).
+    entry: str = ""
 
 
 def function_of(caller: str, symbols: Any) -> str:
@@ -138,8 +150,8 @@ def function_of(caller: str, symbols: Any) -> str:
     if _HEX.match(caller):
         if symbols is None:
             return f"caller {caller} (no System.map to name it)"
-        return _OFFSET.sub("", symbols.resolve(int(caller, 16)).split("+")[0])
-    return caller
+        caller = _OFFSET.sub("", symbols.resolve(int(caller, 16)).split("+")[0])
+    return _CLONE.sub("", caller)
 
 
 def owner_of(rec: Rec, symbols: Any) -> str:
@@ -147,6 +159,10 @@ def owner_of(rec: Rec, symbols: Any) -> str:
     emulation's label when it says more than the routine, else the routine's row."""
     for key, owner in LABEL_OWNERS:
         if key.lower() in rec.label.lower():
+            return owner
+    if rec.entry and rec.caller:
+        owner = ENTRY_OWNERS.get((function_of(rec.caller, symbols), rec.entry))
+        if owner is not None:
             return owner
     for caller in (rec.alias, rec.caller):
         if caller:
