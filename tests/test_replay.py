@@ -16,7 +16,7 @@ import pytest
 
 from bootemu.cli import main
 from bootemu.importers.trace import read_trace
-from bootemu.replay import replay_log
+from bootemu.replay import render_replay, replay_log
 
 DATA = Path(__file__).parent / "data"
 LOGS_2008 = DATA / "real-boots-2008" / "logs"
@@ -90,21 +90,24 @@ def test_61_replay_gives_the_real_reserved_figure(case):
     ).group(1)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", ["tpae_smp_1G", "tn2625s_seed_8g", "trfc_1G"])
-def test_2008_logs_run_on_every_backend(case, backend):
-    res = replay(LOGS_2008 / f"{case}.log", backend)
-    assert res.result.outcome in ("ok", "panic")
-    assert res.exit_code == (0 if res.result.outcome == "ok" and not res.result.violations else 1)
-    assert res.calls <= len(real_allocs(LOGS_2008 / f"{case}.log"))
+TRACED = [LOGS_2008 / f"{c}.log" for c in BOOTMEM_2008 + RFC_2008] + [
+    LOGS_61 / f"{c}.log" for c in MEMBLOCK_61
+]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", ["pae_1G", "amd64_numa_interleave"])
-def test_61_logs_run_on_every_backend(case, backend):
-    res = replay(LOGS_61 / f"{case}.log", backend)
-    assert res.result.outcome in ("ok", "panic")
-    assert res.calls == len(real_allocs(LOGS_61 / f"{case}.log")) or res.result.outcome == "panic"
+@pytest.mark.parametrize("path", TRACED, ids=lambda p: p.stem)
+def test_every_traced_log_runs_on_every_backend(path):
+    """To the end or to an emulated panic, with the checks' verdict as the exit code; the
+    calls counted are the allocations replayed (all of them unless a panic stopped it)."""
+    want = len(real_allocs(path))
+    for backend in BACKENDS:
+        res = replay(path, backend)
+        ok = res.result.outcome == "ok"
+        assert res.exit_code == (0 if ok and not res.result.violations else 1)
+        assert res.calls == want if ok else res.calls < want
+        assert render_replay(res).splitlines()[-1] == (
+            f"replayed {res.calls} calls: {res.same} at the real address"
+        )
 
 
 def test_memblock_on_a_2008_log_is_top_down():
