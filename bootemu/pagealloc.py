@@ -26,7 +26,7 @@ from typing import Any
 from bitarray import bitarray
 from bitarray.util import zeros
 
-from bootemu.models import MAX_ORDER, Layout, Zone
+from bootemu.models import MAX_ORDER, Layout, Zone, merge_ranges
 
 #: The highest order a free block can reach (orders 0..MAX_ORDER-1).
 TOP_ORDER = MAX_ORDER - 1
@@ -273,6 +273,19 @@ class PageAllocModel:
     def by_node_zone(self) -> dict[str, int]:
         """``{"node0/DMA": pages, ...}``: pages handed per node and zone, in buddyinfo order."""
         return {f"node{n}/{z}": self.managed(n, z) for n, z in self._keys()}
+
+    def free_ranges(self) -> list[list[int]]:
+        """``[[start_pfn, end_pfn, node], ...]``: the runs each node filed on its free lists,
+        merged per node, sorted by start then node (the report's ``handoff.free_ranges``).
+
+        A pfn handed twice appears once, under the node that filed it first (the second
+        handoff is a ``double-handoff`` violation), so the runs add up to :attr:`received`.
+        """
+        out: list[list[int]] = []
+        for node in sorted(self._owner):
+            out += [[s, e, node] for s, e in merge_ranges(self._owner[node])]
+        out.sort()
+        return out
 
     def zones_report(self) -> list[dict[str, Any]]:
         """The report's ``zones`` entries, one per layout zone (DESIGN.md report keys)."""

@@ -134,8 +134,10 @@ class AllocatorFacade:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._pm = pm
         self._hook = pm.hook
+        self._boot: Boot | None = None
 
     def attach(self, *, boot: Boot) -> None:
+        self._boot = boot
         self._hook.bootemu_alloc_attach(boot=boot)
 
     def register_block(self, *, node: int, start_pfn: int, end_pfn: int) -> None:
@@ -152,16 +154,31 @@ class AllocatorFacade:
     def free(self, *, addr: int, size: int, node: int | None) -> None:
         self._hook.bootemu_alloc_free(addr=addr, size=size, node=node)
 
-    def reserve(self, *, addr: int, size: int, node: int | None, exclusive: bool) -> int:
-        return int(
-            _required(
-                self._hook.bootemu_alloc_reserve(
-                    addr=addr, size=size, node=node, exclusive=exclusive
-                ),
-                "reserve",
-                self._pm,
+    def reserve(
+        self, *, addr: int, size: int, node: int | None, exclusive: bool, label: str = ""
+    ) -> int:
+        """Reserve ``[addr, addr + size)``; ``label`` names what the kernel reserved there.
+
+        The label is not part of the hook (backends never need it): it goes to the report's
+        ``allocations[].label`` of this reserve record, which ``bootemu map`` reads.
+        """
+        records = self._boot.allocations if self._boot is not None else None
+        before = len(records) if records is not None else 0
+        try:
+            return int(
+                _required(
+                    self._hook.bootemu_alloc_reserve(
+                        addr=addr, size=size, node=node, exclusive=exclusive
+                    ),
+                    "reserve",
+                    self._pm,
+                )
             )
-        )
+        finally:
+            # The core's recorder appends exactly one record per reserve, also when the
+            # backend BUG()s; label that record.
+            if label and records is not None and len(records) == before + 1:
+                records[-1].label = label
 
     def alloc(self, *, request: AllocRequest) -> int | None:
         return self._hook.bootemu_alloc_alloc(request=request)

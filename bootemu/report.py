@@ -53,6 +53,8 @@ def build_report(
             "by_node_zone": pagealloc.by_node_zone(),
             "buddyinfo": pagealloc.buddyinfo(),
             "by_chunk_order": {str(k): v for k, v in sorted(pagealloc.released_by_order.items())},
+            # Added for `bootemu map`: where the handed-off pages are, [start_pfn, end_pfn, node].
+            "free_ranges": pagealloc.free_ranges(),
         }
     return {
         "machine": boot.machine.name,

@@ -67,7 +67,13 @@ def run_workload(boot: Boot, allocator: AllocatorFacade) -> None:
         if op.op == "alloc":
             allocator.alloc(request=_workload_request(op))
         elif op.op == "reserve":
-            allocator.reserve(addr=op.addr, size=op.size, node=op.node, exclusive=op.exclusive)
+            allocator.reserve(
+                addr=op.addr,
+                size=op.size,
+                node=op.node,
+                exclusive=op.exclusive,
+                label=op.label or "workload reserve",
+            )
         elif op.op == "free":
             allocator.free(addr=op.addr, size=op.size, node=op.node)
         else:  # machine.py validates op; this is a programming error

@@ -310,11 +310,13 @@ class Linux2625(Srat2625):
         self.free_ram(boot, allocator)
         for node, addr in sorted(self.pgdat.items()):
             allocator.reserve(addr=addr, size=self.cfg.pgdat_size,
-                              node=self.pgdat_owner(node, addr), exclusive=False)
+                              node=self.pgdat_owner(node, addr), exclusive=False,
+                              label=f"NODE_DATA({node})")
         for r in requests:
             addr = pfn_phys(self.placements[r.key])
             node = r.node if r.node is not None else self.phys_to_nid(addr)
-            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False)
+            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False,
+                              label=f"bootmem bitmap {r.key}")
 
     def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """Usable RAM into the bitmaps, the way ``kernel.free_ram`` says.
@@ -349,7 +351,8 @@ class Linux2625(Srat2625):
             if node is None:  # not RAM the kernel manages (e.g. below a ZONE_ALIGN start)
                 continue
             boot.trace("numa.reserve_early", name=name, start=start, end=end, node=node)
-            allocator.reserve(addr=start, size=end - start, node=node, exclusive=False)
+            allocator.reserve(addr=start, size=end - start, node=node, exclusive=False,
+                              label=name)
 
     # ---------------------------------------------------------------------------------------
     # allocate

@@ -248,7 +248,8 @@ class Linux61(Numa61, Mm61, Linux2625):
                     continue
                 lo, hi = max(start, pfn_phys(s)), min(end, pfn_phys(e))
                 boot.trace("numa.reserve_early", name=name, start=lo, end=hi, node=node)
-                allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False)
+                allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False,
+                                  label=name)
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """sparse_init(), free_area_init() (the zone and node lines), e820__setup_pci_gap(),

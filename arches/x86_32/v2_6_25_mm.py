@@ -95,9 +95,10 @@ class Bootmem2625:
             size=size, align=align, goal=goal, wrapper=wrapper, node=node, caller=caller,
             label=label))
 
-    def _reserve(self, allocator: AllocatorFacade, addr: int, size: int) -> int:
-        """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None)."""
-        return allocator.reserve(addr=addr, size=size, node=None, exclusive=False)
+    def _reserve(self, allocator: AllocatorFacade, addr: int, size: int, label: str = "") -> int:
+        """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None); ``label`` names
+        the reservation in the report (``bootemu map``)."""
+        return allocator.reserve(addr=addr, size=size, node=None, exclusive=False, label=label)
 
     # ---------------------------------------------------------------------------------------
     # register / enable: init_bootmem() + register_bootmem_low_pages()
@@ -157,11 +158,12 @@ class Bootmem2625:
         # Kernel, boot page tables and the bitmap; the PAGE_SIZE-1 plus the outward rounding
         # keep one page past the bitmap reserved (boot-allocators reference §1.3).
         self._reserve(allocator, text,
-                      pfn_phys(self.min_low_pfn) + self.bootmap_size + PAGE_SIZE - 1 - text)
-        self._reserve(allocator, 0, PAGE_SIZE)  # page 0: BIOS data
+                      pfn_phys(self.min_low_pfn) + self.bootmap_size + PAGE_SIZE - 1 - text,
+                      "kernel image, boot page tables, bootmem bitmap")
+        self._reserve(allocator, 0, PAGE_SIZE, "page 0 (BIOS data)")
         self.reserve_ebda_region(allocator)
         if cfg.smp:
-            self._reserve(allocator, PAGE_SIZE, PAGE_SIZE)  # trampoline / stack page
+            self._reserve(allocator, PAGE_SIZE, PAGE_SIZE, "SMP trampoline page")
         if cfg.acpi_sleep:
             # arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
             # alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL.
@@ -186,7 +188,7 @@ class Bootmem2625:
             lowmem = 0x9F000
         if lowmem == 0 or lowmem >= 0x100000:
             lowmem = 0x9F000
-        self._reserve(allocator, lowmem, 0x100000 - lowmem)
+        self._reserve(allocator, lowmem, 0x100000 - lowmem, "EBDA and BIOS (to 1 MiB)")
 
     def find_smp_config(self, allocator: AllocatorFacade) -> None:
         """mpparse_32.c smp_scan_config() (2.6.2x): reserve the MP floating pointer's page and
@@ -195,9 +197,10 @@ class Bootmem2625:
         if not mpf:
             return
         self.printk("smp.mptable", f"found SMP MP-table at {mpf:08x}", addr=mpf)
-        self._reserve(allocator, mpf, PAGE_SIZE)
+        self._reserve(allocator, mpf, PAGE_SIZE, "MP floating pointer (BIOS)")
         physptr = mpf + 16
-        self._reserve(allocator, physptr, min(PAGE_SIZE, pfn_phys(self.max_low_pfn) - physptr))
+        self._reserve(allocator, physptr, min(PAGE_SIZE, pfn_phys(self.max_low_pfn) - physptr),
+                      "MP configuration table (BIOS)")
 
     def reserve_initrd(self, allocator: AllocatorFacade) -> None:
         """setup_32.c reserve_initrd(), 2.6.25: in place if it ends in lowmem, else its size
@@ -210,11 +213,11 @@ class Bootmem2625:
             self.printk("initrd.disabled", "initrd too large to handle, disabling initrd")
             return
         if image + size <= end_of_lowmem:
-            self._reserve(allocator, image, size)
+            self._reserve(allocator, image, size, "initrd")
             self.fact(initrd_at=image)
             return
         here = (end_of_lowmem - size) & ~(PAGE_SIZE - 1)
-        self._reserve(allocator, here, size)
+        self._reserve(allocator, here, size, "initrd")
         self.fact(initrd_at=here)
 
     def reserve_crashkernel(self, allocator: AllocatorFacade) -> None:
@@ -241,7 +244,7 @@ class Bootmem2625:
             return
         self.printk("crashkernel.reserve", f"Reserving {size >> 20}MB of memory at {base >> 20}MB "
                     f"for crashkernel (System RAM: {total >> 20}MB)", addr=base, size=size)
-        self._reserve(allocator, base, size)
+        self._reserve(allocator, base, size, "crashkernel")
 
     # ---------------------------------------------------------------------------------------
     # allocate: setup_arch() after setup_memory(), then start_kernel()

@@ -58,13 +58,17 @@ class Mm61(Early61, Bootmem2625):
         cfg = self.cfg
         first = self.bitmap_start_pfn()
         self._reserve(allocator, cfg.image_start,
-                      pfn_phys(first) + self.bootmap_size - cfg.image_start)
-        self._reserve(allocator, 0, 64 << 10)  # early_reserve_memory(): the first 64 KiB
+                      pfn_phys(first) + self.bootmap_size - cfg.image_start,
+                      "kernel image, boot page tables")
+        # early_reserve_memory(): the first 64 KiB
+        self._reserve(allocator, 0, 64 << 10, "first 64 KiB (BIOS)")
         self.reserve_bios_regions(allocator)
         if cfg.mp_table:
-            self._reserve(allocator, cfg.mp_table, 16)  # smp_scan_config(): sizeof(*mpf)
+            # smp_scan_config(): sizeof(*mpf)
+            self._reserve(allocator, cfg.mp_table, 16, "MP floating pointer (BIOS)")
         self.reserve_initrd(allocator)
-        self._reserve(allocator, 0, 1 << 20)  # reserve_real_mode(): all of the first 1 MiB
+        # reserve_real_mode(): all of the first 1 MiB
+        self._reserve(allocator, 0, 1 << 20, "real-mode trampoline (first 1 MiB)")
 
     def reserve_bios_regions(self, allocator: AllocatorFacade) -> None:
         """arch/x86/kernel/ebda.c reserve_bios_regions(): [bios_start, 1 MiB), bios_start
@@ -75,7 +79,7 @@ class Mm61(Early61, Bootmem2625):
         if self.BIOS_START_MIN <= self.cfg.ebda < bios_start:
             bios_start = self.cfg.ebda
         bios_start &= ~(PAGE_SIZE - 1)
-        self._reserve(allocator, bios_start, 0x100000 - bios_start)
+        self._reserve(allocator, bios_start, 0x100000 - bios_start, "EBDA and BIOS (to 1 MiB)")
 
     def reserve_initrd(self, allocator: AllocatorFacade) -> None:
         """early_reserve_initrd() + reserve_initrd() / relocate_initrd(), 6.1.
@@ -89,7 +93,7 @@ class Mm61(Early61, Bootmem2625):
         end = -(-(image + size) // PAGE_SIZE) * PAGE_SIZE
         low_end = pfn_phys(self.max_low_pfn)
         if image < low_end:
-            self._reserve(allocator, image, min(end, low_end) - image)
+            self._reserve(allocator, image, min(end, low_end) - image, "initrd")
         self.printk("initrd.reserve", f"RAMDISK: [mem {image:#010x}-{end - 1:#010x}]")
         if end <= low_end:
             return
