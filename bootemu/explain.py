@@ -442,6 +442,16 @@ def render_text(expl: Explanation) -> str:
     lines.append(f"{'= total - free (' + want + ')':<62} {all_kib:>10} {all_kib // 4:>9}")
     for note in expl.notes:
         lines.append(f"note: {note}")
+    if expl.kernel is not None:
+        names = ("free", "total", "reserved")
+        diff = [
+            f"{n} {b}K (kernel {k}K)"
+            for n, b, k in zip(names, expl.booted, expl.kernel, strict=True)
+            if b != k
+        ]
+        deferred = any(r.owner.startswith("deferred") for r in expl.rows)
+        if diff and not (deferred and len(diff) == 1 and diff[0].startswith("free")):
+            lines.append(f"note: this profile does not reproduce the figures: {', '.join(diff)}")
     holds = {True: "holds", False: "does not hold", None: "cannot be checked"}
     lines.append(
         f"reserved sum {holds[expl.reserved_holds]}; total - free sum {holds[expl.total_holds]}"
