@@ -90,7 +90,6 @@ class ReplayResult:
     result: BootResult
     rows: list[ReplayRow]
     real_memory: str | None
-    real_free_all: list[int] = field(default_factory=list)
     #: Byte ranges of the bitmaps the replay placed for the backend.
     bitmaps: list[tuple[int, int]] = field(default_factory=list)
 
@@ -135,14 +134,12 @@ class ReplayArch:
         rows: list[ReplayRow],
         *,
         real_maps: Sequence[tuple[int | None, int, int]],
-        node_starts: dict[int, int],
         arch64: bool,
     ) -> None:
         self.inner = inner
         self.calls = list(calls)
         self.rows = rows
         self.real_maps = list(real_maps)  # (node or None, first pfn, pages of bitmap)
-        self.node_starts = node_starts  # bdata start address -> node (x86_64 core lines)
         self.arch64 = arch64
         self.blocks: list[tuple[int, int, int]] = []  # (node, start_pfn, end_pfn)
         self.bitmap_bytes: list[tuple[int, int]] = []
@@ -405,26 +402,20 @@ def replay_log(
             text, source=source, arch=None, profile=None, overrides=overrides
         )
     arch64 = machine.arch != "x86_32"
-    node_starts = log.node_starts
-    real_maps = log.real_maps
     rows = [ReplayRow(call=c) for c in calls]
     for row in rows:
         if row.call.op == "alloc" and row.call.size:
-            row.request = request_for(row.call, node_starts)
+            row.request = request_for(row.call, log.node_starts)
             row.real = row.call.result
     inner = select(ARCH_GROUP, machine.arch, discover(ARCH_GROUP)).load()()
-    arch = ReplayArch(
-        inner, calls, rows, real_maps=real_maps, node_starts=node_starts, arch64=arch64
-    )
+    arch = ReplayArch(inner, calls, rows, real_maps=log.real_maps, arch64=arch64)
     result = boot_machine(machine, allocator=allocator, arch_plugin=arch)
-    free_all = [c.pages for c in calls if c.op == "free_all" and c.pages is not None]
     return ReplayResult(
         source=source,
         allocator=allocator,
         result=result,
         rows=rows,
         real_memory=real_memory_line(text),
-        real_free_all=free_all,
         bitmaps=list(arch.bitmap_bytes),
     )
 
