@@ -142,6 +142,7 @@ class ReplayArch:
         self.real_maps = list(real_maps)  # (node or None, first pfn, pages of bitmap)
         self.arch64 = arch64
         self.blocks: list[tuple[int, int, int]] = []  # (node, start_pfn, end_pfn)
+        self.registered: list[tuple[int, int]] = []  # the blocks' bytes, merged
         self.bitmap_bytes: list[tuple[int, int]] = []
         self.reserved = ByteRanges()
         self.placed: list[tuple[int, int, int]] = []  # (real address, size, replayed address)
@@ -170,6 +171,7 @@ class ReplayArch:
     @hookimpl
     def bootemu_arch_register(self, boot: Any, allocator: Any) -> bool:
         self.inner.bootemu_arch_register(boot=boot, allocator=_Capture(allocator, self.blocks))
+        self.registered = _merge((pfn_phys(s), pfn_phys(e)) for _n, s, e in self.blocks)
         return True
 
     @hookimpl
@@ -265,19 +267,19 @@ class ReplayArch:
         call, row = self.calls[self.pos], self.rows[self.pos]
         self.pos += 1
         row.status = "panic"  # until the call returns
-        if call.op == "alloc":
-            self._alloc(allocator, call, row)
+        if row.request is not None:
+            self._alloc(allocator, row)
             return
         row.status = "done"
-        if call.addr is None or call.size is None:
-            return  # init, register, free_all: nothing to call
+        if call.op == "alloc" or call.addr is None or call.size is None:
+            return  # init, register, free_all, a zero-byte allocation: nothing to call
         lo, hi = call.addr, call.addr + call.size
         # memblock calls may name bytes that are no memory (memblock_reserve() of the BIOS
         # area, memblock_phys_free() of unreserved bytes: both harmless in mm/memblock.c);
         # the bitmap backends BUG on those, so only the registered part is passed on, and a
         # memblock free only releases what is reserved.
         memblock = call.name.startswith("memblock_")
-        mine = _merge((pfn_phys(s), pfn_phys(e)) for _n, s, e in self.blocks)
+        mine = self.registered
         if call.op == "reserve":
             pieces = [(lo, hi)]
             if call.name == "memblock_dump":  # only what no traced call reserved
@@ -336,7 +338,7 @@ class ReplayArch:
             return call.nid if node is None else node
         return call.nid
 
-    def _alloc(self, allocator: Any, call: TraceCall, row: ReplayRow) -> None:
+    def _alloc(self, allocator: Any, row: ReplayRow) -> None:
         request = row.request
         assert request is not None
         got = allocator.alloc(request=request)
