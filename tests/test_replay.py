@@ -165,3 +165,18 @@ def test_compare_replay_column(capsys, tmp_path):
     assert rc == 0
     row = next(line for line in out.splitlines() if line.startswith("replayed calls"))
     assert row.split()[-3:] == ["28/28", "|", "0/28"]
+
+
+def test_cli_machine_file_and_set(capsys, tmp_path):
+    """--machine takes the machine from a file (here the log's own, written by import-dmesg);
+    --set edits the imported one: mem=512M drops the top half of the 1 GiB guest, so the real
+    mem_map request (8 MiB at 16 MiB) still fits but the replay is a different boot."""
+    log = LOGS_2008 / "tpae_1G.log"
+    machine = tmp_path / "m.toml"
+    assert main(["import-dmesg", str(log), "-o", str(machine)]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(log), "--allocator", "bootmem", "--machine", str(machine)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "replayed 28 calls: 28 at the real address"
+    main(["replay", str(log), "--allocator", "bootmem", "--set", "kernel.cmdline=mem=512M"])
+    out = capsys.readouterr().out
+    assert "replay: Memory: " in out and "/524288k available" in out
