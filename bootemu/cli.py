@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", type=Path, help="boot log with bootmem_trace: or memblock=debug lines")
     p.add_argument("--allocator", required=True, help="allocator backend to replay on")
     p.add_argument("--machine", help="machine file or preset (default: imported from the log)")
+    p.add_argument("--kconfig", type=Path, help="the kernel's .config (for the import)")
+    p.add_argument("--system-map", type=Path, help="the kernel's System.map (for the import)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("explain", help="where every page of a real boot's Memory: line went")
@@ -216,6 +218,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from bootemu.replay import render_replay, replay_log
 
     text = _read_log(args.log)
+    from bootemu.importers.kbuild import read_kconfig, read_system_map
+
     machine = None
     if args.machine is not None:
         machine = load_machine(args.machine, overrides=args.overrides)
@@ -226,6 +230,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         allocator=args.allocator,
         machine=machine,
         overrides=args.overrides,
+        kconfig=None if args.kconfig is None else read_kconfig(args.kconfig),
+        system_map=None if args.system_map is None else read_system_map(args.system_map),
     )
     sys.stdout.write(render_replay(res))
     if res.exit_code:

@@ -38,12 +38,12 @@ from bootemu.explain_rules import (
     counting_rules,
 )
 from bootemu.hookspecs import hookimpl
-from bootemu.importers import import_dmesg, strip_dmesg_prefix
+from bootemu.importers import strip_dmesg_prefix
 from bootemu.importers.trace import read_trace
-from bootemu.models import PAGE_SIZE, BootemuError, Machine, pfn_up
+from bootemu.models import PAGE_SIZE, Machine, pfn_up
 from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, discover, select
 from bootemu.replay import replay_log
-from bootemu.replay_calls import read_calls, traced_backend
+from bootemu.replay_calls import import_log, read_calls, traced_backend
 from bootemu.sequencer import BootResult, boot_machine
 
 __all__ = ["Explanation", "Row", "explain_log", "explain_machine", "render_json", "render_text"]
@@ -173,26 +173,6 @@ def _trace_recs(log: Any) -> list[Rec]:
     return recs
 
 
-def _import(text: str, source: str, kconfig: Any, symbols: Any) -> Any:
-    """import-dmesg, with the kernel's .config and System.map (parsed) when given and when
-    this import-dmesg reads them (``--kconfig`` it cannot read is bad usage; System.map is
-    read here anyway, for the image sections)."""
-    import inspect
-
-    params = inspect.signature(import_dmesg).parameters
-    extra: dict[str, Any] = {}
-    if kconfig is not None:
-        if "kconfig" not in params:
-            raise BootemuError("--kconfig: this import-dmesg does not read a kernel .config")
-        extra["kconfig"] = kconfig
-    if symbols is not None and "system_map" in params:
-        extra["system_map"] = symbols
-    machine, _notes = import_dmesg(
-        text, source=source, arch=None, profile=None, overrides=(), **extra
-    )
-    return machine
-
-
 def explain_log(
     text: str,
     *,
@@ -206,7 +186,7 @@ def explain_log(
 
     symbols = None if system_map is None else read_system_map(system_map)
     config = None if kconfig is None else read_kconfig(kconfig)
-    machine = _import(text, source, config, symbols)
+    machine = import_log(text, source=source, kconfig=config, system_map=symbols)
     trace = read_trace(text)
     notes: list[str] = []
     native = traced_backend(trace)

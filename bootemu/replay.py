@@ -41,7 +41,6 @@ from typing import Any
 
 from bootemu.checks import ByteRanges, intersect, subtract
 from bootemu.hookspecs import hookimpl
-from bootemu.importers import import_dmesg
 from bootemu.importers.trace import TraceCall
 from bootemu.models import (
     PAGE_SIZE,
@@ -53,10 +52,16 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.plugins import ARCH_GROUP, discover, select
-from bootemu.replay_calls import read_calls, real_memory_line, request_for
+from bootemu.replay_calls import import_log, read_calls, real_memory_line, request_for
 from bootemu.sequencer import BootResult, boot_machine
 
-__all__ = ["ReplayArch", "ReplayResult", "ReplayRow", "render_replay", "replay_log"]
+__all__ = [
+    "ReplayArch",
+    "ReplayResult",
+    "ReplayRow",
+    "render_replay",
+    "replay_log",
+]
 
 
 @dataclass
@@ -386,11 +391,14 @@ def replay_log(
     allocator: str,
     machine: Machine | None = None,
     overrides: Sequence[str] = (),
+    kconfig: Any = None,
+    system_map: Any = None,
 ) -> ReplayResult:
     """Replay the traced calls of the log ``text`` on ``allocator`` (see the module doc).
 
-    ``machine`` replaces the machine imported from the log (``overrides`` apply to the
-    imported one). Raises BootemuError when the log has no traced allocator call.
+    ``machine`` replaces the machine imported from the log (``overrides``, ``kconfig`` and
+    ``system_map``, the kernel's parsed build artifacts, apply to the imported one). Raises
+    BootemuError when the log has no traced allocator call.
     """
     log = read_calls(text)
     calls = log.calls
@@ -400,8 +408,8 @@ def replay_log(
             "lines nor memblock=debug allocations)"
         )
     if machine is None:
-        machine, _notes = import_dmesg(
-            text, source=source, arch=None, profile=None, overrides=overrides
+        machine = import_log(
+            text, source=source, overrides=overrides, kconfig=kconfig, system_map=system_map
         )
     arch64 = machine.arch != "x86_32"
     rows = [ReplayRow(call=c) for c in calls]

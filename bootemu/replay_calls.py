@@ -5,19 +5,24 @@
   node`` lines.
 - :func:`request_for`: the :class:`~bootemu.models.AllocRequest` a traced allocation is, on
   whatever backend serves it.
+- :func:`import_log`: the log's machine, as import-dmesg reads it (with the kernel's build
+  artifacts when given).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from bootemu.importers import strip_dmesg_prefix
+from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.trace import TraceCall, read_trace
-from bootemu.models import AllocRequest, pfn_up
+from bootemu.models import AllocRequest, BootemuError, Machine, pfn_up
 
 __all__ = [
     "TracedLog",
+    "import_log",
     "bitmap_bytes",
     "extra_calls",
     "read_calls",
@@ -197,3 +202,30 @@ def read_calls(text: str) -> TracedLog:
         real_maps.append((None, pfn, pfn_up(bitmap_bytes(pages))))
     node_starts = {start: node for node, (start, _end) in spans.items()}
     return TracedLog(calls, real_maps, node_starts)
+
+
+def import_log(
+    text: str,
+    *,
+    source: str,
+    overrides: Sequence[str] = (),
+    kconfig: Any = None,
+    system_map: Any = None,
+) -> Machine:
+    """import-dmesg, with the kernel's parsed .config and System.map when given and when this
+    import-dmesg reads them (a .config it cannot read is bad usage; a System.map is only
+    extra: explain reads it itself for the image sections)."""
+    import inspect
+
+    params = inspect.signature(import_dmesg).parameters
+    extra: dict[str, Any] = {}
+    if kconfig is not None:
+        if "kconfig" not in params:
+            raise BootemuError("--kconfig: this import-dmesg does not read a kernel .config")
+        extra["kconfig"] = kconfig
+    if system_map is not None and "system_map" in params:
+        extra["system_map"] = system_map
+    machine, _notes = import_dmesg(
+        text, source=source, arch=None, profile=None, overrides=overrides, **extra
+    )
+    return machine
