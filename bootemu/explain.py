@@ -39,7 +39,6 @@ from bootemu.explain_rules import (
 )
 from bootemu.hookspecs import hookimpl
 from bootemu.importers import strip_dmesg_prefix
-from bootemu.importers.trace import read_trace
 from bootemu.models import PAGE_SIZE, Machine, pfn_up
 from bootemu.plugins import ALLOCATOR_GROUP, ARCH_GROUP, discover, select
 from bootemu.replay import replay_log
@@ -187,7 +186,8 @@ def explain_log(
     symbols = None if system_map is None else read_system_map(system_map)
     config = None if kconfig is None else read_kconfig(kconfig)
     machine = import_log(text, source=source, kconfig=config, system_map=symbols)
-    trace = read_trace(text)
+    log = read_calls(text)
+    trace = log.calls
     notes: list[str] = []
     native = traced_backend(trace)
     if native is not None and native not in discover(ALLOCATOR_GROUP):
@@ -198,7 +198,7 @@ def explain_log(
     emu, arch, spy = _boot(machine, backend)
     traced = any(c.op == "alloc" for c in trace)
     emu_recs = _emulated_recs(emu, spy)
-    real_recs = _with_labels(_trace_recs(read_calls(text)), emu_recs) if traced else None
+    real_recs = _with_labels(_trace_recs(log), emu_recs) if traced else None
     accounting, counted, counted_recs = "emulation", emu, emu_recs
     if real_recs is not None and backend == native:
         # The real calls on the kernel's own backend: the state is the real kernel's when
