@@ -214,7 +214,7 @@ def explain_log(
                 f"({res.same}/{res.calls}): the emulation is counted"
             )
     maps = [(r.start, r.end) for r in counted_recs if r.op == "bitmap"]
-    regions = Regions.of(machine, arch, maps, symbols, named_busy=accounting == "emulation")
+    regions = Regions.of(machine, arch, maps, symbols)
     rules = counting_rules(machine, counted)
     # Confirmation compares the counted records with the other side: the emulation when the
     # real calls are counted, the real calls when the emulation is.
@@ -251,7 +251,7 @@ def explain_machine(
     emu, arch, spy = _boot(machine, allocator)
     recs = _emulated_recs(emu, spy)
     maps = [(r.start, r.end) for r in recs if r.op == "bitmap"]
-    regions = Regions.of(machine, arch, maps, symbols, named_busy=True)
+    regions = Regions.of(machine, arch, maps, symbols)
     rules = counting_rules(machine, emu)
     rows, booted = _attribute(emu, recs, rules, regions, symbols, recs, None)
     return Explanation(
@@ -271,11 +271,15 @@ def explain_machine(
 def _with_labels(real: list[Rec], emu: list[Rec]) -> list[Rec]:
     """The emulation's label and caller on each real allocation: the emulation makes the same
     requests in the same order where it models them, so each real allocation takes the next
-    emulated one of the same size (a greedy in-order match; sizes it never asks are left)."""
+    emulated one of the same size (a greedy in-order match; sizes it never asks are left). A
+    real reservation takes the label of an emulated one of the same range."""
     emu_allocs = [r for r in emu if r.op == "alloc"]
+    reserves = {(r.start, r.end): r.label for r in emu if r.op == "reserve" and r.label}
     out: list[Rec] = []
     pos = 0
     for rec in real:
+        if rec.op == "reserve" and (rec.start, rec.end) in reserves:
+            rec = replace(rec, label=reserves[(rec.start, rec.end)])
         if rec.op == "alloc":
             size = rec.end - rec.start
             hit = next(

@@ -30,6 +30,18 @@ MiB = 1 << 20
 AFTER_BITMAP = "the page after the bitmap (setup_bootmem_allocator() rounding)"
 LOW_MIB = "the first MiB (BIOS data, EBDA, ROM areas)"
 IMAGE = "kernel image (text, data, init, bss)"
+#: What a reservation below 1 MiB may be besides the BIOS areas (x86_64 2.6.25 puts NODE_DATA
+#: and the direct-mapping page tables there, from 0x8000 up).
+LOW_OWNERS = frozenset(
+    {
+        "MP table",
+        "ACPI tables",
+        "SMP trampoline",
+        "NODE_DATA (node descriptors)",
+        "boot page tables (direct mapping)",
+        "initrd",
+    }
+)
 
 #: The kernel routine that asked, to the owner row its memory goes to (2.6.25 and 6.1 names).
 CALLER_OWNERS = {
@@ -84,8 +96,9 @@ CALLER_OWNERS = {
     "setup_bootmem_allocator": AFTER_BITMAP,
 }
 
-#: numa64's early-reservation names (the kernel's reserve_early() labels) to owner rows.
-BUSY_OWNERS = {
+#: Reservation labels of the arches (numa64's are the kernel's reserve_early() names) that
+#: name an owner row differently.
+RESERVE_OWNERS = {
     "PGTABLE": "boot page tables (direct mapping)",
     "page tables": "boot page tables (direct mapping)",
     "NODE_DATA": "NODE_DATA (node descriptors)",
@@ -95,8 +108,12 @@ BUSY_OWNERS = {
     "RAMDISK": "initrd",
     "initrd": "initrd",
     "SMP TRAMPOLINE": "SMP trampoline",
+    "SMP trampoline page": "SMP trampoline",
     "TEXT DATA BSS": IMAGE,
     "kernel image": IMAGE,
+    "MP floating pointer (BIOS)": "MP table",
+    "MP configuration table (BIOS)": "MP table",
+    "page 0 (BIOS data)": "page 0 (BIOS data area)",
 }
 
 #: Emulation labels that say more than their caller (one caller, several owners).
@@ -157,6 +174,8 @@ def function_of(caller: str, symbols: Any) -> str:
 def owner_of(rec: Rec, symbols: Any) -> str:
     """The owner row of an allocation or reservation outside the image and low regions: the
     emulation's label when it says more than the routine, else the routine's row."""
+    if rec.label in RESERVE_OWNERS or rec.label.split("(")[0] in RESERVE_OWNERS:
+        return RESERVE_OWNERS.get(rec.label) or RESERVE_OWNERS[rec.label.split("(")[0]]
     for key, owner in LABEL_OWNERS:
         if key.lower() in rec.label.lower():
             return owner
@@ -196,12 +215,10 @@ class Regions:
         arch: Any,
         maps: list[tuple[int, int]],
         symbols: Any,
-        named_busy: bool = False,
     ) -> Regions:
         """Image sections from ``symbols`` (System.map) when given, else the arch's image
         bounds; on x86_32 2.6.25 the boot page tables from the end of the image to the bitmap
-        and the page after the bitmap (``maps``: the bitmaps' byte ranges); with
-        ``named_busy`` (the emulation is counted) the arch's named early reservations."""
+        and the page after the bitmap (``maps``: the bitmaps' byte ranges)."""
         cfg = getattr(getattr(arch, "profile", None), "cfg", None)
         start = getattr(cfg, "image_start", None)
         end = getattr(cfg, "image_end", None)
@@ -220,17 +237,6 @@ class Regions:
             last = -(-max(e for _s, e in maps) // PAGE_SIZE) * PAGE_SIZE
             image.append((last, last + PAGE_SIZE, AFTER_BITMAP))
         image.sort()
-        if named_busy:
-            # numa64 keeps the kernel's reserve_early() list with its names ("PGTABLE",
-            # "NODE_DATA(1)", ...): the emulation's own reservations are named by it, after
-            # the regions above (System.map knows the image better than the arch's bounds).
-            busy = getattr(getattr(arch, "profile", None), "busy", ())
-            for s, e, n in busy:
-                owner = BUSY_OWNERS.get(n.split("(")[0], n)
-                if owner == IMAGE and symbols is not None:  # what System.map's _end leaves
-                    owner = "kernel image as the arch sizes it, past System.map's _end"
-                if not n.startswith("bootmap"):
-                    image.append((s, e, owner))
         return cls(image)
 
     def split(
@@ -253,7 +259,7 @@ class Regions:
             low = intersect(rest, [(PAGE_SIZE, MiB)])
             if low:
                 owner = owner_of(rec, symbols)
-                if owner not in ("MP table", "ACPI tables"):
+                if owner not in LOW_OWNERS:
                     owner = LOW_MIB
                 out += [(a, b, owner) for a, b in low]
                 rest = subtract(rest, [(PAGE_SIZE, MiB)])
