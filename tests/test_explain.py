@@ -40,11 +40,6 @@ BOOTMEM_2008 = sorted(
     for p in LOGS_2008.glob("*.log")
     if p.stem.startswith(("tpae", "tnohigh", "tg4", "tn2625s"))
 )
-#: Logs whose Memory: line the 2.6.25 profiles do not reproduce yet (others' branches).
-XFAIL_2008 = {
-    "tg4_4G": "HIGHMEM4G on more than 4 GiB ('Warning only 4GB will be used') is branch i386's",
-    "tg4_8G": "HIGHMEM4G on more than 4 GiB ('Warning only 4GB will be used') is branch i386's",
-}
 RFC_2008 = sorted(p.stem for p in LOGS_2008.glob("trfc_*.log"))
 
 
@@ -59,6 +54,12 @@ def memory_line(path: Path) -> tuple[int, int, int]:
 
 def system_map(case: str) -> str:
     return str(DATA / "real-boots-2008" / "kernels" / KERNEL_OF[case] / "System.map")
+
+
+def artifacts(case: str) -> dict[str, str]:
+    """The kernel's .config and System.map, as a user who built it has them."""
+    kernel = DATA / "real-boots-2008" / "kernels" / KERNEL_OF[case]
+    return {"kconfig": str(kernel / "config"), "system_map": str(kernel / "System.map")}
 
 
 def explain(path: Path, **kw):
@@ -90,18 +91,10 @@ def test_i386_61_rows_sum_to_the_memory_line(case):
     assert all(r.confirmed is not None for r in expl.rows)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_2008[c]))
-        if c in XFAIL_2008
-        else c
-        for c in BOOTMEM_2008
-    ],
-)
+@pytest.mark.parametrize("case", BOOTMEM_2008)
 def test_2008_rows_sum_to_the_memory_line(case):
     path = LOGS_2008 / f"{case}.log"
-    expl = explain(path, system_map=system_map(case))
+    expl = explain(path, **artifacts(case))
     check_sums(expl, path)
     assert expl.accounting == "replay"
 
@@ -111,9 +104,19 @@ def test_rfc_rows_sum_to_the_memory_line(case):
     """The RFC kernel's calls replayed on bootmem2-rfc1 (the entry points it printed say so):
     the rows sum; the page-0 overlap the checks find makes the exit code 1."""
     path = LOGS_2008 / f"{case}.log"
-    expl = explain(path, system_map=system_map(case))
+    expl = explain(path, **artifacts(case))
     check_sums(expl, path)
     assert (expl.allocator, expl.accounting, expl.exit_code) == ("bootmem2-rfc1", "replay", 1)
+
+
+@pytest.mark.parametrize("case", [c for c in BOOTMEM_2008 + RFC_2008 if not c.startswith("tn2625")])
+def test_i386_2008_every_row_is_confirmed(case):
+    """With the kernel's .config and System.map, the i386 2008 profiles make every call the
+    real kernels made at the same address: each row of the table is confirmed by the trace
+    (the lines of total - free that no call makes are not rows of calls: None)."""
+    expl = explain(LOGS_2008 / f"{case}.log", **artifacts(case))
+    assert all(r.confirmed is True for r in expl.rows if r.counted_in == "reserved")
+    assert all(r.confirmed is None for r in expl.rows if r.counted_in == "total-free")
 
 
 @pytest.mark.parametrize("case", AMD64_61)
