@@ -76,7 +76,7 @@ class Explanation:
     allocator: str
     accounting: str  # "replay" (the real calls) or "emulation"
     kernel: tuple[int, int, int] | None  # (free, total, reserved) KiB from the log
-    booted: tuple[int, int, int]  # the same figures, in KiB, from explain's arithmetic
+    booted: tuple[int, int, int] | None  # the same, from the counted boot (None: no handoff)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: The counted boot's: 1 when it panicked or a check found a violation.
@@ -213,13 +213,12 @@ def explain_log(
                 f"the replay of the real calls on {backend} does not reproduce them "
                 f"({res.same}/{res.calls}): the emulation is counted"
             )
-    maps = [(r.start, r.end) for r in counted_recs if r.op == "bitmap"]
-    regions = Regions.of(machine, arch, maps, symbols)
-    rules = counting_rules(machine, counted)
     # Confirmation compares the counted records with the other side: the emulation when the
     # real calls are counted, the real calls when the emulation is.
     other = None if real_recs is None else (emu_recs if accounting == "replay" else real_recs)
-    rows, booted = _attribute(counted, counted_recs, rules, regions, symbols, emu_recs, other)
+    rows, booted, rules = _table(
+        machine, arch, counted, counted_recs, symbols, emu_recs, other, notes
+    )
     kernel = kernel_figures(text)
     if kernel is None:
         notes.append("the log has no Memory: line (the real boot did not get that far)")
@@ -236,8 +235,33 @@ def explain_log(
         exit_code=counted.exit_code,
         boot=counted,
     )
-    rules.finish(expl)
+    if rules is not None:
+        rules.finish(expl)
     return expl
+
+
+def _table(
+    machine: Machine,
+    arch: Any,
+    counted: BootResult,
+    recs: list[Rec],
+    symbols: Any,
+    emu_recs: list[Rec],
+    other: list[Rec] | None,
+    notes: list[str],
+) -> tuple[list[Row], tuple[int, int, int] | None, Any]:
+    """The rows of a counted boot, or none when it never reached its Memory: line."""
+    if counted.pagealloc is None or counted.boot.layout is None or not counted.boot.summary:
+        notes.append(
+            f"the boot ends before its Memory: line ({counted.report['panic_message']}): "
+            "there is nothing to explain"
+        )
+        return [], None, None
+    maps = [(r.start, r.end) for r in recs if r.op == "bitmap"]
+    regions = Regions.of(machine, arch, maps, symbols)
+    rules = counting_rules(machine, counted)
+    rows, booted = _attribute(counted, recs, rules, regions, symbols, emu_recs, other)
+    return rows, booted, rules
 
 
 def explain_machine(
@@ -250,10 +274,8 @@ def explain_machine(
     symbols = None if system_map is None else read_system_map(system_map)
     emu, arch, spy = _boot(machine, allocator)
     recs = _emulated_recs(emu, spy)
-    maps = [(r.start, r.end) for r in recs if r.op == "bitmap"]
-    regions = Regions.of(machine, arch, maps, symbols)
-    rules = counting_rules(machine, emu)
-    rows, booted = _attribute(emu, recs, rules, regions, symbols, recs, None)
+    notes: list[str] = []
+    rows, booted, _rules = _table(machine, arch, emu, recs, symbols, recs, None, notes)
     return Explanation(
         source=machine.source,
         arch=machine.arch,
@@ -263,6 +285,7 @@ def explain_machine(
         kernel=None,
         booted=booted,
         rows=rows,
+        notes=notes,
         exit_code=emu.exit_code,
         boot=emu,
     )
@@ -426,7 +449,7 @@ def render_text(expl: Explanation) -> str:
     lines.append(f"{'= total - free (' + want + ')':<62} {all_kib:>10} {all_kib // 4:>9}")
     for note in expl.notes:
         lines.append(f"note: {note}")
-    if expl.kernel is not None:
+    if expl.kernel is not None and expl.booted is not None:
         names = ("free", "total", "reserved")
         diff = [
             f"{n} {b}K (kernel {k}K)"
@@ -454,7 +477,9 @@ def render_json(expl: Explanation) -> str:
         "total_kib": total,
         "free_kib": free,
         "reserved_kib": reserved,
-        "booted": dict(zip(("free_kib", "total_kib", "reserved_kib"), expl.booted, strict=True)),
+        "booted": None
+        if expl.booted is None
+        else dict(zip(("free_kib", "total_kib", "reserved_kib"), expl.booted, strict=True)),
         "rows": [
             {
                 "owner": r.owner,

@@ -179,13 +179,22 @@ def test_pae_1G_mem_map_is_confirmed():
     assert row.pages == 10485760 // 4096 == 2560 and row.confirmed is True
 
 
-def test_untraced_log_without_memory_line():
-    """tn2625_seed_8g: 2.6.25 as released BUG()s before Memory: and prints no trace: the
-    emulation is counted, nothing can be confirmed, the kernel's figures are unknown."""
+def test_untraced_log_without_memory_line(capsys):
+    """tn2625_seed_8g: 2.6.25 as released BUG()s in __absent_pages_in_range() before Memory:
+    and prints no trace: the emulation is counted, nothing can be confirmed, the kernel's
+    figures are unknown. Where the emulation BUG()s as the real kernel did, there is no table
+    and the exit code is 1."""
     expl = explain(LOGS_2008 / "tn2625_seed_8g.log")
     assert expl.kernel is None and expl.accounting == "emulation"
-    assert expl.rows and all(r.confirmed is None for r in expl.rows)
+    assert all(r.confirmed is None for r in expl.rows)
     assert expl.reserved_holds is None
+    if expl.boot.outcome == "panic":
+        assert expl.rows == [] and expl.booted is None and expl.exit_code == 1
+        assert any("__absent_pages_in_range" in note for note in expl.notes)
+    else:
+        assert expl.rows and expl.exit_code == 0
+    assert main(["explain", str(LOGS_2008 / "tn2625_seed_8g.log"), "--format", "json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["total_kib"] is None
 
 
 def test_other_backend_counts_the_emulation():
