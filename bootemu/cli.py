@@ -132,10 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", help="for a boot log: the kernel profile, when the log does not say"
     )
 
-    p = sub.add_parser("bench", help="time boots of the largest presets")
+    p = sub.add_parser("bench", help="time boots of the largest presets, or sweep RAM sizes")
     p.add_argument("machines", nargs="*", help="presets or files (default: the large presets)")
-    p.add_argument("--allocators", default="bootmem,bootmem2", help="comma-separated backends")
+    p.add_argument(
+        "--allocators",
+        help="comma-separated backends (default: bootmem,bootmem2; with --sweep: all four)",
+    )
     p.add_argument("--repeat", type=int, default=3, help="boots per measurement (best is kept)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="boot generated 8-node machines of each --sizes TiB, each in a child process, "
+        "and print time and peak RSS per size",
+    )
+    p.add_argument("--sizes", default="1,4,16,64", help="--sweep: sizes in TiB (1..64)")
+    p.add_argument("--profiles", default="2.6.25,6.1", help="--sweep: kernel profiles")
     return parser
 
 
@@ -166,8 +177,16 @@ def _cmd_boot(args: argparse.Namespace) -> int:
     if args.report is not None:
         _write(args.report, dumps(result.report))
     if result.exit_code:
-        print(f"bootemu: {outcome_line(result.report)}", file=sys.stderr)
+        print(f"bootemu: {one_line(outcome_line(result.report))}", file=sys.stderr)
     return result.exit_code
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: whatever a file path
+    or a value holds, the CLI's message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def outcome_line(report: dict) -> str:
@@ -207,6 +226,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         sys.stdout.write(render_table(results))
     if args.report is not None:
         _write(args.report, dumps({"machine": machine.name, "boots": [r.report for r in results]}))
+    failed = [outcome_line(r.report) for r in results if r.exit_code]
+    if failed:  # one line for all the boots that did not end clean, as boot prints one
+        print(f"bootemu: {one_line(' | '.join(failed))}", file=sys.stderr)
     return max(r.exit_code for r in results)
 
 
@@ -327,9 +349,30 @@ def _cmd_import_memmap(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bootemu.bench import run_bench
 
-    names = [n.strip() for n in args.allocators.split(",") if n.strip()]
+    if args.sweep:
+        return _cmd_sweep(args)
+    names = [n.strip() for n in (args.allocators or "bootmem,bootmem2").split(",") if n.strip()]
     tracing.configure(None)
     sys.stdout.write(run_bench(args.machines, names, repeat=args.repeat))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bootemu import sweep
+
+    if args.machines:
+        raise BootemuError("bench --sweep: takes no MACHINE (it generates its machines)")
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise BootemuError(f"--sizes: {args.sizes!r} is not a list of whole TiB") from None
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    for p in profiles:
+        if p not in sweep.PROFILES:
+            raise BootemuError(f"--profiles: unknown profile {p!r} (known: 2.6.25, 6.1)")
+    allocs = args.allocators or ",".join(sweep.ALLOCATORS)
+    names = [n.strip() for n in allocs.split(",") if n.strip()]
+    sys.stdout.write(sweep.run_sweep(sizes, profiles, names))
     return 0
 
 
@@ -344,9 +387,9 @@ def _cmd_map(args: argparse.Namespace) -> int:
         args.machine, names, args.overrides, args.output, arch=args.arch, profile=args.profile
     )
     _write(args.output, text)
-    for r in results:
-        if r.exit_code:
-            print(f"bootemu: {outcome_line(r.report)}", file=sys.stderr)
+    failed = [outcome_line(r.report) for r in results if r.exit_code]
+    if failed:  # one line for every band that did not end clean, as compare prints
+        print(f"bootemu: {one_line(' | '.join(failed))}", file=sys.stderr)
     return max(r.exit_code for r in results)
 
 
@@ -374,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except BootemuError as exc:
-        print(f"bootemu: {exc}", file=sys.stderr)
+        print(f"bootemu: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `bootemu boot ... | head`
         return 0

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bitarray import bitarray
-
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 #: include/linux/mmzone.h: MAX_ORDER 11, so free lists of orders 0..10.
@@ -143,6 +141,11 @@ class Layout:
         """Node ids that appear in a block or a zone, ascending."""
         return tuple(sorted({b.node for b in self.blocks} | {z.node for z in self.zones}))
 
+    @property
+    def block_starts(self) -> list[int]:
+        """The blocks' start pfns, ascending (for bisecting into :attr:`blocks`)."""
+        return self._starts
+
     def node_of(self, pfn: int) -> int | None:
         """The node ``pfn`` physically resides on, or None if no block holds it."""
         i = bisect.bisect_right(self._starts, pfn) - 1
@@ -197,14 +200,6 @@ class Layout:
         if pos < end_pfn:
             out.append((pos, end_pfn, self.zone_limits[-1][0]))
         return out
-
-    def ram_bitmap(self, size: int | None = None) -> bitarray:
-        """A bitarray over pfns ``[0, size or max_pfn)``; bit set = RAM the kernel manages."""
-        bits = bitarray(size if size is not None else self.max_pfn)
-        bits.setall(0)
-        for start, end in self.ram:
-            bits[start : min(end, len(bits))] = 1
-        return bits
 
     @property
     def ram_pages(self) -> int:

@@ -113,6 +113,7 @@ class Memblock:
     def __init__(self) -> None:
         self.boot: Boot | None = None
         self.blocks: list[Block] = []
+        self._top_of_blocks = 0
         self.memory = MemblockType("memory")
         self.reserved = MemblockType("reserved", indexed=True)
         self.bottom_up = False
@@ -158,7 +159,7 @@ class Memblock:
         """memblock.current_limit: the top of registered memory unless set."""
         if self._limit is not None:
             return self._limit
-        return pfn_phys(max((b.end_pfn for b in self.blocks), default=0))
+        return self._top_of_blocks
 
     def set_current_limit(self, limit: int) -> None:
         """memblock_set_current_limit()."""
@@ -410,6 +411,8 @@ class Memblock:
             raise ValueError(f"memblock: block {start_pfn:#x}-{end_pfn:#x} ends before its start")
         self.blocks.append(Block(start_pfn, end_pfn, node))
         self.blocks.sort()
+        # kept, not recomputed: every search asks for current_limit (twice per request)
+        self._top_of_blocks = pfn_phys(max(b.end_pfn for b in self.blocks))
         self.trace("alloc.block.register", node=node, start_pfn=start_pfn, end_pfn=end_pfn)
         return True
 

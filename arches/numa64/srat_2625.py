@@ -166,11 +166,14 @@ class Srat2625:
                         f"{addr + pad + size:x}", start=addr, end=addr + pad + size)
         boot.printk("numa.hash_shift", f"NUMA: Using {shift} for the hash shift.", shift=shift)
         chunks = sorted((s >> shift, -(-(e - s) >> shift) + (s >> shift)) for s, e, _ in used)
-        for (_, e1), (s2, _) in zip(chunks, chunks[1:], strict=False):
-            if s2 < e1:  # populate_memnodemap(): a chunk already taken
-                boot.printk("numa.hash_shift", "Your memory is not aligned you need to rebuild "
-                            f"your kernel with a bigger NODEMAPSIZE shift={shift}", shift=shift)
-                return -1
+        # populate_memnodemap() answers -1 ("overlap") when no range is left at all, as when
+        # cutoff_node() has dropped every node below NODE_MIN_SIZE: the SRAT is not used.
+        overlap = not used or any(
+            s2 < e1 for (_, e1), (s2, _) in zip(chunks, chunks[1:], strict=False))
+        if overlap:
+            boot.printk("numa.hash_shift", "Your memory is not aligned you need to rebuild "
+                        f"your kernel with a bigger NODEMAPSIZE shift={shift}", shift=shift)
+            return -1
         boot.facts["memnode_shift"] = shift
         return shift
 

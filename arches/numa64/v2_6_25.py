@@ -69,6 +69,9 @@ USEMAP_SIZE = 24
 PMD_SIZE, PUD_SIZE, PGDIR_SIZE = 2 << 20, 1 << 30, 512 << 30
 #: include/asm-x86/pgtable_64.h: VMEMMAP_START, where the virtual mem_map begins.
 VMEMMAP_START = 0xFFFFE20000000000
+#: include/asm-x86/pgtable_64.h, 2.6.25: MAXMEM, the most physical memory the direct mapping
+#: covers (64 TiB - 1); e820_end_of_ram() caps end_pfn_map, and so end_pfn, at MAXMEM >> 12.
+MAXMEM = 0x3FFFFFFFFFFF
 #: include/asm-x86/trampoline.h: SMP_TRAMPOLINE_BASE (two pages).
 SMP_TRAMPOLINE_BASE = 0x6000
 #: SMP_CACHE_BYTES of a generic x86_64 build (CONFIG_X86_L1_CACHE_SHIFT 7).
@@ -212,9 +215,11 @@ class Linux2625(Srat2625):
 
     def end_of_ram(self, boot: Boot) -> int:
         """e820_64.c e820_end_of_ram(): the highest RAM pfn, capped by ``mem=`` (end_user_pfn)
-        and end_pfn_map (the highest pfn of any e820 entry, printed) [R]."""
+        and end_pfn_map (the highest pfn of any e820 entry, itself capped at MAXMEM >> 12,
+        printed) [R]. RAM above MAXMEM is silently left out, as the kernel leaves it."""
         end_pfn = e820.find_max_pfn_2625(boot.e820)
-        end_pfn_map = max([end_pfn, *(e.end >> 12 for e in boot.e820)])
+        end_pfn_map = min(max([end_pfn, *(e.end >> 12 for e in boot.e820)]), MAXMEM >> 12)
+        end_pfn = min(end_pfn, end_pfn_map)
         if self.end_user_pfn is not None:
             end_pfn = min(end_pfn, self.end_user_pfn)
         boot.printk("e820.end_pfn_map", f"end_pfn_map = {end_pfn_map}", end_pfn_map=end_pfn_map)
@@ -367,11 +372,14 @@ class Linux2625(Srat2625):
     def sections(self) -> list[tuple[int, int]]:
         """sparse_memory_present_with_active_regions(): present sections and their node (the
         last active range touching a section names it: memory_present() overwrites)."""
-        nid: dict[int, int] = {}
-        for b in self.lay.blocks:
-            for pnum in range(b.start_pfn // SECTION_PAGES, (b.end_pfn - 1) // SECTION_PAGES + 1):
-                nid[pnum] = b.node
-        return sorted(nid.items())
+        out: list[tuple[int, int]] = []
+        for b in self.lay.blocks:  # sorted and disjoint: only a first section can repeat
+            first = b.start_pfn // SECTION_PAGES
+            while out and out[-1][0] >= first:
+                out.pop()
+            node = b.node
+            out.extend((pnum, node) for pnum in range(first, (b.end_pfn - 1) // SECTION_PAGES + 1))
+        return out
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """paging_init() (sparse_init(), free_area_init_nodes()), setup_per_cpu_areas(),
@@ -437,6 +445,11 @@ class Linux2625(Srat2625):
         size = self.cfg.percpu_size
         boot.printk("percpu.size", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
         online = self.memory_nodes()
+        if not online:
+            # No node holds a page of RAM (SRAT ranges that cover no whole page): the
+            # node-local request falls back to every node, finds nothing and panics as
+            # __alloc_bootmem() does (mm/bootmem.c, 2.6.25).
+            raise KernelPanic("Out of memory", printk=(f"bootmem alloc of {size} bytes failed!",))
         rr = 0
         for cpu, node in enumerate(self.cpu_nodes()):
             if node not in online:
