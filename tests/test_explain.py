@@ -278,9 +278,10 @@ def test_rows_partition_the_counted_pages(mem_mb, profile, allocator):
         domain[0:1] = 0
         domain[0xA0:0x100] = 0
         domain[layout.max_low_pfn :] = 0
-    handed = result.pagealloc.handed[: layout.max_pfn]
-    if len(handed) < layout.max_pfn:
-        handed += bitarray("0") * (layout.max_pfn - len(handed))
+    handed = bitarray(layout.max_pfn)  # the page-allocator model's pages, as bits
+    handed.setall(0)
+    for s, e in result.pagealloc.handed.runs(1, 0, layout.max_pfn):
+        handed[s:e] = 1
     reserved = (domain & ~handed).count()
     rows = [r for r in expl.rows if r.counted_in == "reserved"]
     assert not [r for r in rows if r.owner.startswith("not attributed")]
