@@ -345,6 +345,8 @@ class Bootmem:
             if bits.find(1, start, start + areasize) >= 0:
                 raise KernelBug(where, "allocated page already reserved")
             bits[start : start + areasize] = 1
+        # Which node's bitmap served it (x86_64 2008 traces print it as "core bdata_start=").
+        self.trace("alloc.core", node=bdata.node, bdata_start=nbs, size=size, addr=ret)
         return ret
 
     @staticmethod

@@ -1,4 +1,7 @@
-"""numa64 as a spring-2008 x86_64 kernel boots it (profile ``"2.6.25"``).
+"""numa64's first model of a spring-2008 x86_64 kernel, from hand arithmetic: now the base
+(:class:`Numa64Base`) whose bitmap placement, node-by-node frees and layout the ``6.1`` profile
+inherits. The ``2.6.25`` profile itself, held to real 2.6.25 boots, is
+:mod:`arches.numa64.kernel_2625`.
 
 Sources (torvalds/linux history and mailing-list patches, read with the look-up tools):
 arch/x86/mm/numa_64.c of 2.6.24/25 (code-index id 125227935: early_node_mem(),
@@ -91,8 +94,11 @@ def blocks_from(ram: list[tuple[int, int]], memblks: list[tuple[int, int, int]])
     return sorted(Block(s, e, n) for n, rs in per_node.items() for s, e in merge_ranges(rs))
 
 
-class Linux2625(Srat2625):
-    """The 2008 kernel: data sheet (constants, defaults) plus the routines of each phase."""
+class Numa64Base(Srat2625):
+    """The first numa64 model of a 2008 kernel, built from hand arithmetic: the routines the
+    ``6.1`` profile still inherits (bitmap placement, node-by-node frees, the layout), kept as
+    they were so that 6.1 stays exact. The ``2.6.25`` profile itself is
+    :class:`arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
 
     PROFILE = "2.6.25"
     #: Defaults of a 2008 x86_64 distribution build. [I] marks an assumption, not a fact read
@@ -494,4 +500,4 @@ class Linux2625(Srat2625):
         boot.printk("mm.summary", line, free_pages=free, reserved_pages=reserved)
 
 
-__all__ = ["GiB", "Linux2625", "Numa", "blocks_from", "pieces"]
+__all__ = ["GiB", "Numa", "Numa64Base", "blocks_from", "pieces"]
