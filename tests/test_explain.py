@@ -109,11 +109,12 @@ def test_rfc_rows_sum_to_the_memory_line(case):
     assert (expl.allocator, expl.accounting, expl.exit_code) == ("bootmem2-rfc1", "replay", 1)
 
 
-@pytest.mark.parametrize("case", [c for c in BOOTMEM_2008 + RFC_2008 if not c.startswith("tn2625")])
-def test_i386_2008_every_row_is_confirmed(case):
-    """With the kernel's .config and System.map, the i386 2008 profiles make every call the
-    real kernels made at the same address: each row of the table is confirmed by the trace
-    (the lines of total - free that no call makes are not rows of calls: None)."""
+@pytest.mark.parametrize("case", BOOTMEM_2008 + RFC_2008)
+def test_2008_every_row_is_confirmed(case):
+    """With the kernel's .config and System.map, the 2008 profiles (i386, the RFC kernel,
+    x86_64 NUMA) make every call the real kernels made at the same address: each row of the
+    table is confirmed by the trace (the lines of total - free that no call makes are not
+    rows of calls: None)."""
     expl = explain(LOGS_2008 / f"{case}.log", **artifacts(case))
     assert all(r.confirmed is True for r in expl.rows if r.counted_in == "reserved")
     assert all(r.confirmed is None for r in expl.rows if r.counted_in == "total-free")
