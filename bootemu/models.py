@@ -243,6 +243,9 @@ class AllocRequest:
     and whether failure panics. ``node`` is required by the ``*_node`` wrappers and None
     otherwise. ``caller`` is the kernel routine that made the request
     (``"alloc_large_system_hash"``), ``label`` a short human name (``"dentry hash"``).
+    ``max_addr``, when not None, replaces the wrapper's byte limit (0 = no limit): a replayed
+    real call that named its own (RFC ``bootmem_alloc_node(..., limit)``, 6.1
+    ``memblock_phys_alloc_range(..., end)`` and ``memblock_alloc_try_nid(..., max_addr, ...)``).
     """
 
     size: int
@@ -252,6 +255,7 @@ class AllocRequest:
     node: int | None = None
     caller: str = ""
     label: str = ""
+    max_addr: int | None = None
 
     def __post_init__(self) -> None:
         if self.wrapper not in ALLOC_WRAPPERS:
@@ -268,7 +272,9 @@ class AllocRequest:
 
     @property
     def limit(self) -> int:
-        """The byte limit the wrapper passes to the core search (0 = none)."""
+        """The byte limit the wrapper passes to the core search (0 = none), or ``max_addr``."""
+        if self.max_addr is not None:
+            return self.max_addr
         return ARCH_LOW_ADDRESS_LIMIT if self.low else 0
 
     @property
