@@ -5,10 +5,12 @@ generation (``"2.6.25"``, ``"6.1"`` subclassing it), holding the arch's constant
 and a thin plugin class that validates the machine, builds the profile for the boot and hands
 each phase hook to it. :class:`ProfileArch` is that thin class, written once.
 
-A profile object implements ``firmware(boot)``, ``cmdline(boot)``, ``layout(boot) -> Layout``,
-``register(boot, allocator)``, ``enable(boot, allocator)``, ``reserve(boot, allocator)``,
-``allocate(boot, allocator)``, ``handoff(boot, allocator, pagealloc) -> int`` and
-``summary(boot, pagealloc)``; its ``boot`` attribute is set before each phase.
+A profile object implements :class:`bootemu.contract.Profile`: ``firmware(boot)``,
+``cmdline(boot)``, ``layout(boot) -> Layout``, ``register(boot, allocator)``,
+``enable(boot, allocator)``, ``reserve(boot, allocator)``, ``allocate(boot, allocator)``,
+``handoff(boot, allocator, pagealloc) -> int`` and ``summary(boot, pagealloc)``; its ``boot``
+attribute is set before each phase. The plugin says which build facts the profile stands for
+(:meth:`ProfileArch.arch_info`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from bootemu.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu.boot import Boot
+    from bootemu.contract import Allocator, ArchInfo
     from bootemu.models import Layout, Machine
     from bootemu.pagealloc import PageAllocModel
-    from bootemu.plugins import AllocatorFacade
 
 
 class ProfileArch:
@@ -38,6 +40,13 @@ class ProfileArch:
         """The profile object for one boot of ``machine`` (validates the arch's keys)."""
         raise NotImplementedError
 
+    def arch_info(self, profile: Any) -> ArchInfo:
+        """The build facts (:class:`bootemu.contract.ArchInfo`) of ``profile``'s kernel.
+
+        By default the profile's own ``arch_info()``; a plugin whose facts follow from its
+        configuration alone may answer here instead."""
+        return profile.arch_info()
+
     def _profile(self, boot: Boot) -> Any:
         if self.profile is None:  # the sequencer always checks the machine first
             self.profile = self.make_profile(boot.machine)
@@ -45,51 +54,49 @@ class ProfileArch:
         return self.profile
 
     @hookimpl
-    def bootemu_arch_check_machine(self, machine: Machine) -> bool:
+    def bootemu_arch_check_machine(self, machine: Machine) -> None:
         self.profile = self.make_profile(machine)
-        return True
 
     @hookimpl
-    def bootemu_arch_firmware(self, boot: Boot) -> bool:
+    def bootemu_arch_info(self, machine: Machine) -> ArchInfo:
+        if self.profile is None:
+            self.profile = self.make_profile(machine)
+        return self.arch_info(self.profile)
+
+    @hookimpl
+    def bootemu_arch_firmware(self, boot: Boot) -> None:
         self._profile(boot).firmware(boot)
-        return True
 
     @hookimpl
-    def bootemu_arch_cmdline(self, boot: Boot) -> bool:
+    def bootemu_arch_cmdline(self, boot: Boot) -> None:
         self._profile(boot).cmdline(boot)
-        return True
 
     @hookimpl
     def bootemu_arch_layout(self, boot: Boot) -> Layout:
         return self._profile(boot).layout(boot)
 
     @hookimpl
-    def bootemu_arch_register(self, boot: Boot, allocator: AllocatorFacade) -> bool:
+    def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:
         self._profile(boot).register(boot, allocator)
-        return True
 
     @hookimpl
-    def bootemu_arch_enable(self, boot: Boot, allocator: AllocatorFacade) -> bool:
+    def bootemu_arch_enable(self, boot: Boot, allocator: Allocator) -> None:
         self._profile(boot).enable(boot, allocator)
-        return True
 
     @hookimpl
-    def bootemu_arch_reserve(self, boot: Boot, allocator: AllocatorFacade) -> bool:
+    def bootemu_arch_reserve(self, boot: Boot, allocator: Allocator) -> None:
         self._profile(boot).reserve(boot, allocator)
-        return True
 
     @hookimpl
-    def bootemu_arch_allocate(self, boot: Boot, allocator: AllocatorFacade) -> bool:
+    def bootemu_arch_allocate(self, boot: Boot, allocator: Allocator) -> None:
         self._profile(boot).allocate(boot, allocator)
-        return True
 
     @hookimpl
     def bootemu_arch_handoff(
-        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+        self, boot: Boot, allocator: Allocator, pagealloc: PageAllocModel
     ) -> int:
         return int(self._profile(boot).handoff(boot, allocator, pagealloc))
 
     @hookimpl
-    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> bool:
+    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
         self._profile(boot).summary(boot, pagealloc)
-        return True

@@ -127,6 +127,7 @@ def boot_machine(
     arch_hooks, alloc_hooks, life = ArchFacade(pm), AllocatorFacade(pm), LifecycleFacade(pm)
 
     arch_hooks.check_machine(machine=machine)
+    boot.arch_info = arch_hooks.info(machine=machine)
     alloc_hooks.attach(boot=boot)
     boot.trace(
         "boot.start",

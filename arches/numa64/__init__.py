@@ -75,6 +75,7 @@ from typing import Any
 from arches.numa64.v2_6_25 import Linux2625
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
+from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine
 from bootemu.units import parse_size
 
@@ -173,6 +174,13 @@ class Numa64(ProfileArch):
             raise BootemuError(f"{machine.source}: kernel.profile: numa64 knows "
                                f"{', '.join(PROFILES)}, not {machine.kernel.profile!r}")
         return cls(machine, read_config(machine, cls.DEFAULTS))
+
+    def arch_info(self, profile: Linux2625) -> ArchInfo:
+        """x86_64: 64-bit longs and phys_addr_t, CONFIG_NUMA; one block per node id (the
+        bootmem2 RFCs' NR_MEMBLKS_PER_NODE, which widens when a node registers more); the
+        generic x86_64 L1_CACHE_SHIFT of 6 (arch/x86/Kconfig.cpu) gives SMP_CACHE_BYTES 64."""
+        return ArchInfo(bits_per_long=64, phys_addr_bits=64, numa=True, memblks_per_node=1,
+                        smp_cache_bytes=64)
 
 
 __all__ = ["PROFILES", "Config", "Linux2625", "Linux61", "Numa64", "read_config"]

@@ -18,6 +18,7 @@ from arches.x86_32.config import read_config
 from arches.x86_32.v2_6_25 import Linux2625
 from arches.x86_32.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
+from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine
 
 #: Profile name -> profile class.
@@ -49,6 +50,14 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
 
     def make_profile(self, machine: Machine) -> Linux2625:
         return make_profile(machine)
+
+    def arch_info(self, profile: Linux2625) -> ArchInfo:
+        """i386: 32-bit longs; a 64-bit phys_addr_t with PAE (CONFIG_HIGHMEM64G selects
+        CONFIG_X86_PAE, include/asm-x86/types.h); no NUMA; NR_NODE_MEMBLKS = MAX_NUMNODES,
+        so one block per node."""
+        return ArchInfo(bits_per_long=32, phys_addr_bits=64 if profile.cfg.pae else 32,
+                        numa=False, memblks_per_node=1,
+                        smp_cache_bytes=profile.cfg.smp_cache_bytes)
 
 
 __all__ = ["PROFILES", "X86_32", "make_profile"]
