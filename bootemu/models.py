@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bitarray import bitarray
 
@@ -316,7 +316,7 @@ class PageSink(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# The machine file (see DESIGN.md, "The machine file"); loaded by bootemu.machine
+# The machine file (docs/ARCHITECTURE.md, "The machine file"); loaded by bootemu.machine
 
 
 @dataclass(frozen=True, order=True)
@@ -382,7 +382,15 @@ class KernelSpec:
 
 @dataclass(frozen=True)
 class Machine:
-    """A machine file, validated. ``source`` names where it came from, for error messages."""
+    """A machine file, validated. ``source`` names where it came from, for error messages.
+
+    ``[machine]`` and ``[[workload]]`` are the core's; the other tables are the arch's,
+    validated against its ``MACHINE_SCHEMA`` (:mod:`bootemu.schema`): ``kernel``, ``e820`` and
+    ``numa`` hold the tables of the x86 family, ``tables`` every other arch table, converted
+    (``machine.tables["dt"]["memory"][0]["reg"]``). ``raw`` keeps the arch tables as the file
+    wrote them (None for a machine built in code), ``validated_for`` the arch whose schema
+    checked them (None: not yet, its plugin was not installed when the file was loaded).
+    """
 
     name: str
     arch: str
@@ -393,3 +401,6 @@ class Machine:
     workload: tuple[WorkloadOp, ...] = ()
     source: str = "<memory>"
     description: str = ""
+    tables: dict[str, Any] = field(default_factory=dict, hash=False)
+    raw: dict[str, Any] | None = field(default=None, hash=False, compare=False, repr=False)
+    validated_for: str | None = field(default=None, hash=False, compare=False, repr=False)

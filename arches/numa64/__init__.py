@@ -73,6 +73,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from arches.numa64.v2_6_25 import Linux2625
+from arches.numa64.schema import machine_schema
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
@@ -166,6 +167,11 @@ class Numa64(ProfileArch):
     phase to the profile's kernel object (:class:`~arches.numa64.v2_6_25.Linux2625` or
     :class:`~arches.numa64.v6_1.Linux61`), created when the machine is checked.
     """
+
+    #: The machine-file tables this arch reads (:mod:`arches.numa64.schema`).
+    MACHINE_SCHEMA = machine_schema(
+        tuple(PROFILES), FREE_RAM_CHOICES, SRAT_CHECK_CHOICES, _SIZE_KEYS
+    )
 
     def make_profile(self, machine: Machine) -> Linux2625:
         """Pick the profile's kernel and validate the ``[kernel]`` keys."""

@@ -15,6 +15,7 @@ profile classes are the data sheets (constants, defaults) plus the kernel's rout
 from __future__ import annotations
 
 from arches.x86_32.config import read_config
+from arches.x86_32.schema import machine_schema
 from arches.x86_32.v2_6_25 import Linux2625
 from arches.x86_32.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
@@ -47,6 +48,9 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
     allocate (mem_map, usemaps, page tables, per-cpu areas, pid/dentry/inode hashes),
     handoff (free_all_bootmem() on node 0, then the highmem pages) and summary (``Memory:``).
     """
+
+    #: The machine-file tables this arch reads (:mod:`arches.x86_32.schema`).
+    MACHINE_SCHEMA = machine_schema(tuple(PROFILES))
 
     def make_profile(self, machine: Machine) -> Linux2625:
         return make_profile(machine)

@@ -1,0 +1,31 @@
+"""The machine-file tables x86_32 reads, declared for the core (:mod:`bootemu.schema`).
+
+``[kernel]``: ``profile`` (one of the arch's profiles, default ``"2.6.25"``), ``cmdline``,
+``highmem`` and every key of :class:`arches.x86_32.config.Config` (booleans for the
+``_BOOL_KEYS``, sizes for the rest; their meaning is in :mod:`arches.x86_32.config`), plus
+``debug_bootmem`` (CONFIG_DEBUG_BOOTMEM, read by the bootmem backend).
+``[[firmware.e820]]``: the BIOS map. x86_32 has no SRAT: ``[[numa.memory]]`` is unknown here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from arches.x86_32.config import _BOOL_KEYS, CONFIG_KEYS, HIGHMEM_CHOICES
+from bootemu.schema import E820_ENTRIES, Bool, Enum, Field, Schema, Size, Str, Table
+
+DEFAULT_PROFILE = "2.6.25"
+
+
+def machine_schema(profiles: Sequence[str]) -> Schema:
+    """The tables of an x86_32 machine file, for the arch's ``profiles``."""
+    kernel: dict[str, Field] = {
+        "profile": Enum(*profiles, what="profile", default=DEFAULT_PROFILE),
+        "cmdline": Str(default=""),
+        "highmem": Enum(*HIGHMEM_CHOICES, what="highmem model", doc='default "64G"'),
+        "debug_bootmem": Bool(doc="CONFIG_DEBUG_BOOTMEM (bootmem prints every call)"),
+    }
+    for key in CONFIG_KEYS:
+        if key not in kernel:
+            kernel[key] = Bool() if key in _BOOL_KEYS else Size()
+    return {"kernel": Table(**kernel), "firmware": Table(e820=E820_ENTRIES)}
