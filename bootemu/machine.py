@@ -16,13 +16,12 @@ arch is not installed the tables wait, unvalidated, until a boot brings the arch
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import dataclasses
 
 from bootemu import e820
 from bootemu.models import (

@@ -72,8 +72,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from arches.numa64.v2_6_25 import Linux2625
 from arches.numa64.schema import machine_schema
+from arches.numa64.v2_6_25 import Linux2625
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
