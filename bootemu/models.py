@@ -113,6 +113,17 @@ class Zone:
         return self.end_pfn - self.start_pfn
 
 
+@dataclass(frozen=True, order=True)
+class OwnedRange:
+    """Bytes ``[start, end)`` the arch itself occupies before any allocator runs: the kernel
+    image, firmware tables, boot page tables, the device tree blob ... The arch must reserve
+    them; the checks flag an allocation or a handed-off page there that no reserve covered."""
+
+    start: int
+    end: int
+    label: str
+
+
 @dataclass
 class Layout:
     """The page-frame layout an arch computed in the ``layout`` phase.
@@ -121,7 +132,8 @@ class Layout:
     ``max_pfn``): the universe of the conservation check. ``blocks`` say which node each RAM
     range physically resides on. ``zone_limits`` are the global zone boundaries in pfn order
     (``[("DMA", 4096), ("Normal", max_low_pfn), ("HighMem", max_pfn)]``): a pfn belongs to the
-    first zone whose limit is above it.
+    first zone whose limit is above it. ``owned`` lists the ranges the arch occupies itself
+    (:class:`OwnedRange`), which it must reserve before anything is allocated.
     """
 
     max_pfn: int
@@ -132,6 +144,7 @@ class Layout:
     max_low_pfn: int | None = None
     lowmem_mb: int | None = None
     highmem_mb: int | None = None
+    owned: tuple[OwnedRange, ...] = ()
     _starts: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
