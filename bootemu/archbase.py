@@ -1,6 +1,10 @@
-"""A base for arch plugins whose phases are run by one profile object per boot.
+"""Bases for arch plugins: :class:`ProfileArch` and :class:`GenericArch`.
 
-Both built-in arches work this way (the py-evm pattern of STYLE.md): a profile class per kernel
+:class:`GenericArch` (the one to start from) does the backend bookkeeping every arch needs
+once: the arch writes its memory discovery, its reservations and its early allocations.
+:class:`ProfileArch` is for arches whose phases are run by one profile object per boot.
+
+Both built-in arches use :class:`ProfileArch` (the py-evm pattern): a profile class per kernel
 generation (``"2.6.25"``, ``"6.1"`` subclassing it), holding the arch's constants and routines,
 and a thin plugin class that validates the machine, builds the profile for the boot and hands
 each phase hook to it. :class:`ProfileArch` is that thin class, written once.
@@ -15,14 +19,28 @@ attribute is set before each phase. The plugin says which build facts the profil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bootemu.hookspecs import hookimpl
+from bootemu.models import (
+    Block,
+    KernelPanic,
+    Layout,
+    OwnedRange,
+    Zone,
+    find_free,
+    intersect,
+    merge_ranges,
+    pfn_down,
+    pfn_phys,
+    pfn_up,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu.boot import Boot
     from bootemu.contract import Allocator, ArchInfo
-    from bootemu.models import Layout, Machine
+    from bootemu.models import Machine
     from bootemu.pagealloc import PageAllocModel
 
 
@@ -100,3 +118,168 @@ class ProfileArch:
     @hookimpl
     def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
         self._profile(boot).summary(boot, pagealloc)
+
+
+class GenericArch:
+    """An arch plugin base that does the backend bookkeeping once, by the cross-backend rules.
+
+    The arch writes what is its own: :meth:`layout` (memory discovery: RAM, nodes, zones and
+    the ranges it occupies, ``Layout.owned``), :meth:`reservations` (further ranges to keep:
+    initrd, firmware-reserved memory ...), :meth:`allocate` (its early allocations) and,
+    if it likes, :meth:`firmware`, :meth:`cmdline`, :meth:`summary`, :meth:`check`. It
+    declares ``ARCH_INFO`` (or overrides :meth:`arch_info`) and ``MACHINE_SCHEMA``.
+
+    The base then, on any backend (docs/plugins.md, "Cross-backend rules"):
+
+    - registers every non-empty block on its node, in address order;
+    - places each bitmap the backend asks for (none on memblock) on the lowest free pages of
+      the RAM it covers, on its node when it names one, clear of the owned ranges, the
+      reservations and the other bitmaps;
+    - frees every RAM page once, block by block with the block's node (bootmem2 BUGs on a
+      double free, the per-block variant on a free outside every block);
+    - reserves the owned ranges, the reservations and the bitmaps, clipped to the blocks and
+      with the node they lie on (bootmem's ``reserve(node=None)`` acts on node 0 only and BUGs
+      elsewhere);
+    - hands off node by node (``free_all_bootmem_node()`` order).
+    """
+
+    #: The build facts of the emulated kernel; or override :meth:`arch_info`.
+    ARCH_INFO: ArchInfo | None = None
+
+    def __init__(self) -> None:
+        self.bitmaps: dict[str, tuple[int, int]] = {}  # key -> pfn range
+
+    # -- what the arch writes ----------------------------------------------------------------
+
+    def check(self, machine: Machine) -> None:
+        """Cross-key checks the schema cannot express; raise BootemuError."""
+
+    def arch_info(self, machine: Machine) -> ArchInfo:
+        if self.ARCH_INFO is None:
+            raise NotImplementedError(f"{type(self).__name__}: declare ARCH_INFO")
+        return self.ARCH_INFO
+
+    def firmware(self, boot: Boot) -> None:
+        """Read and trace the firmware's description of memory."""
+
+    def cmdline(self, boot: Boot) -> None:
+        """Apply early parameters."""
+
+    def layout(self, boot: Boot) -> Layout:
+        """RAM, blocks, zones and owned ranges."""
+        raise NotImplementedError
+
+    def reservations(self, boot: Boot) -> Sequence[OwnedRange]:
+        """Byte ranges to reserve besides ``layout.owned`` (which the base reserves too)."""
+        return ()
+
+    def allocate(self, boot: Boot, allocator: Allocator) -> None:
+        """The kernel's early allocations (``allocator.alloc(request=...)``)."""
+
+    def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
+        """The kernel's closing lines (``Memory: ...``), appended to ``boot.summary``."""
+
+    # -- the hooks ---------------------------------------------------------------------------
+
+    def _kept(self, boot: Boot) -> list[OwnedRange]:
+        assert boot.layout is not None
+        return [*boot.layout.owned, *self.reservations(boot)]
+
+    @hookimpl
+    def bootemu_arch_check_machine(self, machine: Machine) -> None:
+        self.check(machine)
+
+    @hookimpl
+    def bootemu_arch_info(self, machine: Machine) -> ArchInfo:
+        return self.arch_info(machine)
+
+    @hookimpl
+    def bootemu_arch_firmware(self, boot: Boot) -> None:
+        self.firmware(boot)
+
+    @hookimpl
+    def bootemu_arch_cmdline(self, boot: Boot) -> None:
+        self.cmdline(boot)
+
+    @hookimpl
+    def bootemu_arch_layout(self, boot: Boot) -> Layout:
+        return self.layout(boot)
+
+    @hookimpl
+    def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:
+        assert boot.layout is not None
+        for b in boot.layout.blocks:
+            if b.pages:
+                allocator.register_block(node=b.node, start_pfn=b.start_pfn, end_pfn=b.end_pfn)
+
+    @hookimpl
+    def bootemu_arch_enable(self, boot: Boot, allocator: Allocator) -> None:
+        lay = boot.layout
+        assert lay is not None
+        busy = [(pfn_down(r.start), pfn_up(r.end)) for r in self._kept(boot)]
+        for req in allocator.bitmap_requests():
+            space = intersect(merge_ranges(lay.ram), [(req.start_pfn, req.end_pfn)])
+            if req.node is not None:
+                mine = [(b.start_pfn, b.end_pfn) for b in lay.blocks if b.node == req.node]
+                space = intersect(space, merge_ranges(mine))
+            pfn = find_free(space, [*busy, *self.bitmaps.values()], req.pages)
+            if pfn is None:
+                raise KernelPanic(f"no room for the {req.key} bootmem bitmap ({req.pages} pages)")
+            self.bitmaps[req.key] = (pfn, pfn + req.pages)
+        allocator.enable(placements={k: s for k, (s, _) in self.bitmaps.items()})
+        for start, end in merge_ranges(lay.ram):
+            for s, e, node in lay.node_pieces(start, end):
+                if node is not None:
+                    allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=node)
+
+    @hookimpl
+    def bootemu_arch_reserve(self, boot: Boot, allocator: Allocator) -> None:
+        lay = boot.layout
+        assert lay is not None
+        ranges = [(r.start, r.end, r.label) for r in self._kept(boot)]
+        ranges += [
+            (pfn_phys(s), pfn_phys(e), f"bootmem bitmap {k}") for k, (s, e) in self.bitmaps.items()
+        ]
+        for start, end, label in ranges:
+            for s, e, node in lay.node_pieces(pfn_down(start), pfn_up(end)):
+                if node is None:
+                    continue  # not memory any block holds: nothing to keep
+                lo, hi = max(start, pfn_phys(s)), min(end, pfn_phys(e))
+                allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False, label=label)
+
+    @hookimpl
+    def bootemu_arch_allocate(self, boot: Boot, allocator: Allocator) -> None:
+        self.allocate(boot, allocator)
+
+    @hookimpl
+    def bootemu_arch_handoff(
+        self, boot: Boot, allocator: Allocator, pagealloc: PageAllocModel
+    ) -> int:
+        assert boot.layout is not None
+        nodes = sorted({b.node for b in boot.layout.blocks if b.pages})
+        return sum(allocator.handoff(sink=pagealloc, node=n) for n in nodes)
+
+    @hookimpl
+    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
+        self.summary(boot, pagealloc)
+
+
+def zones_of(
+    blocks: Sequence[Block], ram: Sequence[tuple[int, int]], limits: Sequence[tuple[str, int]]
+) -> tuple[Zone, ...]:
+    """The zones of every node: each global zone range ``limits`` (name, end pfn, ascending)
+    intersected with the node's span (first to last pfn of its blocks); present = the RAM
+    pages of the node inside (free_area_init_core()'s spanned / present, holes not present).
+    Empty intersections give no zone."""
+    out: list[Zone] = []
+    for node in sorted({b.node for b in blocks}):
+        mine = merge_ranges((b.start_pfn, b.end_pfn) for b in blocks if b.node == node)
+        node_ram = intersect(mine, merge_ranges(ram))
+        lo, hi, zone_start = mine[0][0], mine[-1][1], 0
+        for name, zone_end in limits:
+            s, e = max(lo, zone_start), min(hi, zone_end)
+            if s < e:
+                present = sum(b - a for a, b in intersect(node_ram, [(s, e)]))
+                out.append(Zone(node, name, s, e, present))
+            zone_start = zone_end
+    return tuple(out)

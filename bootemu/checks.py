@@ -30,10 +30,12 @@ from bootemu.models import (
     AllocRequest,
     BitmapRequest,
     Layout,
+    intersect,
     merge_ranges,
     pfn_down,
     pfn_phys,
     pfn_up,
+    subtract,
 )
 from bootemu.pagealloc import bit_runs
 
@@ -73,42 +75,7 @@ class Violation:
 
 
 # --------------------------------------------------------------------------------------------
-# Range arithmetic on sorted, disjoint, half-open ranges
-
-
-def subtract(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
-    """``a - b`` for sorted disjoint range lists."""
-    out: Ranges = []
-    bl = list(b)
-    j = 0
-    for s, e in a:
-        while j < len(bl) and bl[j][1] <= s:
-            j += 1
-        pos, k = s, j
-        while k < len(bl) and bl[k][0] < e:
-            if bl[k][0] > pos:
-                out.append((pos, bl[k][0]))
-            pos = max(pos, bl[k][1])
-            k += 1
-        if pos < e:
-            out.append((pos, e))
-    return out
-
-
-def intersect(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
-    """``a & b`` for sorted disjoint range lists."""
-    al, bl = list(a), list(b)
-    out: Ranges = []
-    i = j = 0
-    while i < len(al) and j < len(bl):
-        s, e = max(al[i][0], bl[j][0]), min(al[i][1], bl[j][1])
-        if s < e:
-            out.append((s, e))
-        if al[i][1] < bl[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
+# Range arithmetic (subtract / intersect are public in bootemu.models)
 
 
 def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:

@@ -235,6 +235,57 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ..
     return tuple((s, e) for s, e in out)
 
 
+def subtract(
+    a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``a - b`` for sorted, disjoint half-open range lists (pfns or bytes alike)."""
+    out: list[tuple[int, int]] = []
+    bl = list(b)
+    j = 0
+    for s, e in a:
+        while j < len(bl) and bl[j][1] <= s:
+            j += 1
+        pos, k = s, j
+        while k < len(bl) and bl[k][0] < e:
+            if bl[k][0] > pos:
+                out.append((pos, bl[k][0]))
+            pos = max(pos, bl[k][1])
+            k += 1
+        if pos < e:
+            out.append((pos, e))
+    return out
+
+
+def intersect(
+    a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``a & b`` for sorted, disjoint half-open range lists."""
+    al, bl = list(a), list(b)
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(al) and j < len(bl):
+        s, e = max(al[i][0], bl[j][0]), min(al[i][1], bl[j][1])
+        if s < e:
+            out.append((s, e))
+        if al[i][1] < bl[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def find_free(
+    space: Iterable[tuple[int, int]], busy: Iterable[tuple[int, int]], size: int, align: int = 1
+) -> int | None:
+    """The lowest start, a multiple of ``align``, of ``size`` units inside ``space`` that
+    touch nothing ``busy`` (any ranges; they are merged first); None if nothing fits."""
+    for s, e in subtract(merge_ranges(space), merge_ranges(busy)):
+        start = -(-s // align) * align
+        if start + size <= e:
+            return start
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Allocator requests
 
