@@ -33,8 +33,8 @@ def split_cmdline(cmdline: str, *, profile: str = "2.6.25") -> list[tuple[str, s
     there is no escape for a quote. Only the first ``=`` splits; repeated parameters keep
     every occurrence. Differences by ``profile``:
 
-    - ``"2.6.25"``: only the space character separates words; the quote closing a fully
-      quoted word (``"foo bar"``) is removed only when the word has an ``=``.
+    - ``"2.6.25"`` (and ``"2.6.26-rc1"``): only the space character separates words; the
+      quote closing a fully quoted word (``"foo bar"``) is removed only when the word has an ``=``.
     - ``"6.1"``: any C ``isspace()`` character separates; the closing quote of a quoted word is
       always removed; a bare ``--`` ends the kernel's parameters (the rest is for init), so
       nothing after it is returned.
@@ -42,7 +42,7 @@ def split_cmdline(cmdline: str, *, profile: str = "2.6.25") -> list[tuple[str, s
     Kernel quirk kept on purpose: an ``=`` at the very start of a word does not count (the
     kernel's "no equals yet" marker is index 0), so ``=a=b`` splits as ``("=a", "b")``.
     """
-    modern = profile != "2.6.25"
+    modern = profile not in ("2.6.25", "2.6.26-rc1")  # kernel/params.c: same in both
     spaces = _C_SPACE if modern else " "
     out: list[tuple[str, str | None]] = []
     pos = 0

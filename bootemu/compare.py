@@ -66,6 +66,17 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
     for kind in VIOLATION_KINDS:
         counts = [_violation_pages(r, kind) for r in reports]
         row(f"{kind} (pages)", [f"{pages}" if n else "0" for n, pages in counts])
+    # A backend that reproduces posted code with its defects (bootmem2-rfc1) counts the
+    # defects that changed an answer: the row says why its column differs.
+    defects = [(r.get("allocator_stats") or {}).get("defects") for r in reports]
+    if any(d is not None for d in defects):
+        row(
+            "defects hit",
+            [
+                "-" if d is None else ", ".join(f"{k} {n}" for k, n in d.items()) or "0"
+                for d in defects
+            ],
+        )
 
     # The addresses the same requests got: requests are matched by position among the allocs.
     allocs = [[a for a in r["allocations"] if a["op"] == "alloc"] for r in reports]

@@ -2,9 +2,9 @@
 
 Two kernel generations are followed, selected by ``profile``:
 
-- ``"2.6.25"``: arch/x86/kernel/e820_32.c of Linux 2.6.25 (sanitize_e820_map(),
-  print_memory_map(), limit_regions(), update_memory_range(), propagate_e820_map(),
-  e820_register_memory());
+- ``"2.6.25"`` (and ``"2.6.26-rc1"``, the same code): arch/x86/kernel/e820_32.c of Linux
+  2.6.25 (sanitize_e820_map(), print_memory_map(), limit_regions(), update_memory_range(),
+  propagate_e820_map(), e820_register_memory());
 - ``"6.1"``: arch/x86/kernel/e820.c of modern kernels (e820__update_table(),
   e820__print_table(), e820__range_update(), e820__range_remove(), parse_memopt(),
   e820__end_of_ram_pfn(), e820__setup_pci_gap()).
@@ -49,7 +49,11 @@ _NAME_BY_TYPE = {v: k for k, v in TYPE_BY_NAME.items()}
 #: e820 types are ``u32`` in struct e820_entry.
 MAX_TYPE = 0xFFFFFFFF
 
-PROFILES = ("2.6.25", "6.1")
+PROFILES = ("2.6.25", "2.6.26-rc1", "6.1")
+#: The profiles whose e820 code is arch/x86/kernel/e820_32.c of 2.6.25: v2.6.26-rc1 (the
+#: bootmem2 RFC kernel's tree) only dropped copy_e820_map()'s 640K-1M fixup, which the
+#: 2.6.25 profile does not emulate either.
+E820_32 = ("2.6.25", "2.6.26-rc1")
 
 #: include/asm-x86/e820.h (2.6.25): E820MAX, the size of the kernel's table.
 E820MAX = 128
@@ -69,7 +73,7 @@ def _check_profile(profile: str) -> None:
 def max_entries(profile: str) -> int:
     """How many entries the kernel's e820 table holds in ``profile``."""
     _check_profile(profile)
-    return E820MAX if profile == "2.6.25" else E820_MAX_ENTRIES_MODERN
+    return E820MAX if profile in E820_32 else E820_MAX_ENTRIES_MODERN
 
 
 def type_name(t: int) -> str:
@@ -86,7 +90,7 @@ def type_text(t: int, *, profile: str) -> str:
     ``persistent (type N)`` for 7 and 12, ``soft reserved``, else ``type N``.
     """
     _check_profile(profile)
-    if profile == "2.6.25":
+    if profile in E820_32:
         old = {E820_RAM: "(usable)", E820_RESERVED: "(reserved)", E820_ACPI: "(ACPI data)",
                E820_NVS: "(ACPI NVS)"}
         return old.get(t, f"type {t}")
@@ -113,7 +117,7 @@ def format_entry(who: str, e: E820Entry, *, profile: str) -> str:
     u64 arithmetic, so a zeroed entry prints an end of ``0xffffffffffffffff``.
     """
     text = type_text(e.type, profile=profile)
-    if profile == "2.6.25":
+    if profile in E820_32:
         return f" {who}: {e.start:016x} - {e.end & ULLONG_MAX:016x} {text}"
     # The kernel's vsprintf prints "0x" for zero too (unlike C's "%#x"), as Python does.
     return f"{who}: [mem {e.start:#018x}-{(e.end - 1) & ULLONG_MAX:#018x}] {text}"
@@ -194,7 +198,7 @@ def sanitize(entries: Sequence[E820Entry], *, profile: str = "2.6.25") -> list[E
     points.sort()
 
     limit = max_entries(profile)
-    never_merge = E820_PRAM if profile != "2.6.25" else None
+    never_merge = E820_PRAM if profile not in E820_32 else None
     active: dict[int, int] = {}  # type -> number of covering entries
     out: list[E820Entry] = []
     last_type = 0

@@ -1,7 +1,8 @@
 """What the two bootmem2 backends of :mod:`plugins.bootmem2` share: bitmap routines and the
 block registration / tracing base class.
 
-Private to bootmem2 (no entry point of its own; only ``plugins.bootmem2`` imports it), split out
+Private to bootmem2 (no entry point of its own; only ``plugins.bootmem2`` and
+``plugins.bootmem2_rfc1`` import it), split out
 to keep each file at one idea. Every bitmap is a ``bitarray`` indexed by ``pfn - base``, bit
 set = reserved. Searches jump with ``find`` and hand-off walks free runs: nothing loops over
 single pfns.
@@ -192,17 +193,18 @@ class Bootmem2Common:
         """Blocks in slot order ``nid * NR_MEMBLKS_PER_NODE + bnr``, bnr in address order."""
         return sorted(self._blocks, key=lambda b: (b.node, b.start_pfn, b.end_pfn))
 
-    def _bids(self, slots: list[Block]) -> list[int]:
-        """Block ids as the kernel numbers them: ``nid * NR_MEMBLKS_PER_NODE + bnr``.
-
-        NR_MEMBLKS_PER_NODE is ``boot.info.memblks_per_node`` (1 on x86_32, where
-        NR_NODE_MEMBLKS defaults to MAX_NUMNODES), widened when a node registered more blocks.
-        """
+    def _nr_per_node(self, slots: list[Block]) -> int:
+        """NR_MEMBLKS_PER_NODE: ``boot.info.memblks_per_node`` (1 on x86_32, where
+        NR_NODE_MEMBLKS defaults to MAX_NUMNODES), widened when a node registered more blocks."""
         per_node: dict[int, int] = {}
         for b in slots:
             per_node[b.node] = per_node.get(b.node, 0) + 1
         nr = 1 if self._boot is None else self._boot.info.memblks_per_node
-        nr = max([nr, *per_node.values()])
+        return max([nr, *per_node.values()])
+
+    def _bids(self, slots: list[Block]) -> list[int]:
+        """Block ids as the kernel numbers them: ``nid * NR_MEMBLKS_PER_NODE + bnr``."""
+        nr = self._nr_per_node(slots)
         bids, seen = [], {}
         for b in slots:
             bnr = seen.get(b.node, 0)

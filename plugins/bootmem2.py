@@ -10,9 +10,11 @@ Two backends, both never merged upstream (reference §2):
   mm: bootmem2"): one bitmap per block, generic free/reserve may cross contiguous blocks.
 
 Both implement the *intended* design of the posted code; each class docstring lists the defects
-of the posted patch that are deliberately not reproduced. Bitmaps are ``bitarray`` objects
-(bit set = reserved); searches jump with ``find`` and hand-off walks free runs, so no path loops
-over single pfns. The Python is written from the RFC mails, not copied from them.
+of the posted patch that are deliberately not reproduced. The v1 code exactly as posted, every
+defect kept, is :mod:`plugins.bootmem2_rfc1` (``bootmem2-rfc1``), a subclass of
+:class:`Bootmem2`. Bitmaps are ``bitarray`` objects (bit set = reserved); searches jump with
+``find`` and hand-off walks free runs, so no path loops over single pfns. The Python is written
+from the RFC mails, not copied from them.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ V3 = "mm/bootmem2.c (bootmem2 III, 2008-05-09)"
 
 
 class Bootmem2(Bootmem2Common):
-    """bootmem2 RFC v1 (2008-05-05): one global bitmap over ``[min_pfn, max_pfn)`` + blocks.
+    """bootmem2 RFC v1 (2008-05-05), intended design: one global bitmap + blocks.
+
+    One bitmap over ``[min_pfn, max_pfn)``; the posted code, defects and all, is
+    :class:`plugins.bootmem2_rfc1.Bootmem2Rfc1` (``bootmem2-rfc1``).
 
     Follows ``mm/bootmem2.c`` of "[rfc][patch 2/3] mm: bootmem2" and the ``bootmem2.h``
     compatibility layer: ``bootmem_register_block()``, ``bootmem_map_pages()``,
@@ -102,6 +107,7 @@ class Bootmem2(Bootmem2Common):
     def __init__(self) -> None:
         super().__init__()
         self._map: bitarray | None = None
+        self._base = 0  # the pfn of bit 0 of the map
         self._min_pfn = 0
         self._max_pfn = 0
         self._mapstart = 0
@@ -135,8 +141,7 @@ class Bootmem2(Bootmem2Common):
         """``bootmem_setup(mapstart)``: everything reserved, allocator functional."""
         mapstart = placement(placements, "global")
         self._min_pfn, self._max_pfn = self._span()
-        self._map = bitarray(self._max_pfn - self._min_pfn)
-        self._map.setall(1)
+        self._map, self._base = self._make_map()
         self._mapstart = mapstart
         self._slots = self._slot_order()
         self._live = len(self._slots)
@@ -149,6 +154,13 @@ class Bootmem2(Bootmem2Common):
             max_pfn=self._max_pfn, blocks=len(self._slots),
         )
         return True
+
+    def _make_map(self) -> tuple[bitarray, int]:
+        """The map filled with ones and the pfn of its bit 0: bit ``pfn - min_pfn`` (defect 1
+        fixed; :mod:`plugins.bootmem2_rfc1` indexes by absolute pfn, as posted)."""
+        bits = bitarray(self._max_pfn - self._min_pfn)
+        bits.setall(1)
+        return bits, self._min_pfn
 
     def _check(self, start: int, end: int) -> bitarray:
         """``check_bootmem_parms()``: functional, and the pfn range inside [min, max)."""
@@ -165,7 +177,7 @@ class Bootmem2(Bootmem2Common):
         bits = self._check(start, end)
         if end <= start:
             return 0
-        lo = self._min_pfn
+        lo = self._base
         if exclusive and bits.find(1, start - lo, end - lo) >= 0:
             return EBUSY
         bits[start - lo : end - lo] = 1
@@ -177,7 +189,7 @@ class Bootmem2(Bootmem2Common):
         start, end = pfn_up(addr), pfn_down(addr + size)
         bits = self._check(start, end)
         if end > start:
-            lo = self._min_pfn
+            lo = self._base
             i = bits.find(0, start - lo, end - lo)
             if i >= 0:
                 text = f"bootmem: double free of pfn {i + lo:x}"
@@ -203,7 +215,7 @@ class Bootmem2(Bootmem2Common):
             return None
         bits = self._check(lo, lo)
         step = max(request.align >> PAGE_SHIFT, 1)
-        found = search(bits, self._min_pfn, lo, hi, pfn_up(request.size), step,
+        found = search(bits, self._base, lo, hi, pfn_up(request.size), step,
                         pfn_down(goal), retry=True)
         if found is None:
             return None
@@ -254,7 +266,7 @@ class Bootmem2(Bootmem2Common):
                 continue
             if self._live == 0:
                 raise KernelBug(f"{V1}: bootmem_release_block()", "BUG_ON(!bootmem_nr_blocks)")
-            count = release_runs(self._map, self._min_pfn, block, bpl, sink, block.node)
+            count = release_runs(self._map, self._base, block, bpl, sink, block.node)
             self._live -= 1
             if self._live == 0:
                 count += release_pages(sink, self._blocks, self._mapstart,

@@ -4,6 +4,9 @@
   BIOS-provided and user-defined maps, ``find_max_low_pfn()``, classic bootmem over lowmem
   with the bitmap after the boot page tables, one active range from pfn 0, the highmem
   handover in ``mem_init()``.
+- ``"2.6.26-rc1"`` (:mod:`arches.x86_32.v2_6_26rc1`): the bootmem2 RFC kernel (v2.6.26-rc1 +
+  the RFC v1 mails), 2.6.25 plus the EBDA reservation to 1 MiB, the RFC's page-sized
+  ``bootmap_size``, the ACPI wakeup size and head_32.S's boot page-table extent.
 - ``"6.1"`` (:mod:`arches.x86_32.v6_1`): the Debian 6.1 i386 kernels of ``real-boots/``:
   modern e820 messages, MAXMEM from VMALLOC_END, memblock ranges without page 0 and holes.
 
@@ -17,13 +20,18 @@ from __future__ import annotations
 from arches.x86_32.config import read_config
 from arches.x86_32.schema import machine_schema
 from arches.x86_32.v2_6_25 import Linux2625
+from arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from arches.x86_32.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine
 
 #: Profile name -> profile class.
-PROFILES: dict[str, type[Linux2625]] = {"2.6.25": Linux2625, "6.1": Linux61}
+PROFILES: dict[str, type[Linux2625]] = {
+    "2.6.25": Linux2625,
+    "2.6.26-rc1": Linux2626rc1,
+    "6.1": Linux61,
+}
 
 
 def make_profile(machine: Machine) -> Linux2625:

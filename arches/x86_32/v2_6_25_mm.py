@@ -165,10 +165,7 @@ class Bootmem2625:
         if cfg.smp:
             self._reserve(allocator, PAGE_SIZE, PAGE_SIZE, "SMP trampoline page")
         if cfg.acpi_sleep:
-            # arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
-            # alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL.
-            self._alloc(allocator, 2 * PAGE_SIZE, cfg.smp_cache_bytes, 0, LOW,
-                        "acpi_reserve_bootmem", "ACPI S3 wakeup code")
+            self.acpi_reserve_bootmem(allocator)
         self.find_smp_config(allocator)
         self.reserve_initrd(allocator)
         self.reserve_crashkernel(allocator)
@@ -245,6 +242,12 @@ class Bootmem2625:
         self.printk("crashkernel.reserve", f"Reserving {size >> 20}MB of memory at {base >> 20}MB "
                     f"for crashkernel (System RAM: {total >> 20}MB)", addr=base, size=size)
         self._reserve(allocator, base, size, "crashkernel")
+
+    def acpi_reserve_bootmem(self, allocator: AllocatorFacade) -> None:
+        """arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
+        alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL."""
+        self._alloc(allocator, 2 * PAGE_SIZE, self.cfg.smp_cache_bytes, 0, LOW,
+                    "acpi_reserve_bootmem", "ACPI S3 wakeup code")
 
     # ---------------------------------------------------------------------------------------
     # allocate: setup_arch() after setup_memory(), then start_kernel()

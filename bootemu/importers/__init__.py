@@ -87,7 +87,7 @@ _RELEASE_64 = re.compile(r"(?:amd64|x86_64)", re.IGNORECASE)
 _RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
 
 #: The allocator each profile's kernel used: 2.6.25 had classic bootmem; 6.1 has memblock.
-ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "6.1": "memblock"}
+ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "2.6.26-rc1": "bootmem", "6.1": "memblock"}
 
 
 def choose_allocator(profile: str) -> tuple[str, str]:
