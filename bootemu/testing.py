@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bootemu.machine import load_machine
-from bootemu.models import Machine
+from bootemu.models import BootemuError, Machine
 from bootemu.plugins import ALLOCATOR_GROUP, discover
 from bootemu.sequencer import BootResult, boot_machine
 
@@ -40,16 +40,30 @@ def check_arch(
 ) -> dict[str, BootResult]:
     """Boot ``machine`` with a fresh ``arch()`` on each backend; the results by backend.
 
-    ``backends`` defaults to every installed one (``bootemu.allocators`` entry points).
+    ``backends`` defaults to every installed one (``bootemu.allocators`` entry points) that
+    accepts the machine: a backend that refuses it as input it does not emulate (a
+    :class:`~bootemu.models.BootemuError`, as bootmem2-rfc1 refuses memory that does not start
+    at pfn 0) is left out of the result. Backends named in ``backends`` must all boot.
     Raises AssertionError, naming the backend, unless every boot ends ``ok`` with no
     violation and all backends hand off the same number of pages on each node.
     """
     if isinstance(machine, str):
         machine = load_machine(machine, overrides=overrides)
     names = list(backends) if backends is not None else list(discover(ALLOCATOR_GROUP))
-    if not names:
+    results: dict[str, BootResult] = {}
+    refused: list[BootemuError] = []
+    for name in names:
+        try:
+            results[name] = boot_machine(machine, allocator=name, arch_plugin=arch())
+        except BootemuError as exc:
+            if backends is not None:
+                raise
+            refused.append(exc)
+    if not results:
+        # Refused everywhere: bad input for the arch itself (or no backend installed).
+        if refused:
+            raise refused[0]
         raise AssertionError("check_arch: no allocator backend is installed")
-    results = {name: boot_machine(machine, allocator=name, arch_plugin=arch()) for name in names}
     problems: list[str] = []
     for name, r in results.items():
         if r.outcome != "ok":
