@@ -185,7 +185,7 @@ class ToyBackend:
 
 
 class PhaseWatcher:
-    """A user plugin observing every phase (the kind of plugin DESIGN.md promises)."""
+    """A user plugin observing every phase (the kind docs/plugins.md describes)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
