@@ -1,7 +1,7 @@
 """bootemu.machine: presets, validation messages, --set overrides and the dump/load round trip.
 
 Preset maps are checked against the real boots they were copied from
-(tests/data/e820/real-boots-e820.json, from ../shared/real-boots/summary.json).
+(tests/data/e820/real-boots-e820.json, from tests/data/real-boots/summary.json).
 """
 
 from __future__ import annotations
