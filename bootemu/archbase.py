@@ -65,6 +65,10 @@ class ProfileArch:
         configuration alone may answer here instead."""
         return profile.arch_info()
 
+    def owned(self, profile: Any) -> tuple[OwnedRange, ...]:
+        """The ranges ``profile``'s kernel occupies itself (``Layout.owned``): none by default."""
+        return ()
+
     def _profile(self, boot: Boot) -> Any:
         if self.profile is None:  # the sequencer always checks the machine first
             self.profile = self.make_profile(boot.machine)
@@ -91,7 +95,10 @@ class ProfileArch:
 
     @hookimpl
     def bootemu_arch_layout(self, boot: Boot) -> Layout:
-        return self._profile(boot).layout(boot)
+        profile = self._profile(boot)
+        layout = profile.layout(boot)
+        layout.owned = (*layout.owned, *self.owned(profile))
+        return layout
 
     @hookimpl
     def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:

@@ -158,3 +158,20 @@ def test_check_arch_passes_a_correct_arch_and_names_what_is_wrong():
         check_arch(lambda: ImageArch(False), _machine(), backends=BACKENDS)
     with pytest.raises(AssertionError, match=r"memblock: panic: Toy panic"):
         check_arch(lambda: ToyArch(panic_in="allocate"), _machine(), backends=["memblock"])
+
+
+@pytest.mark.parametrize(
+    "preset", ["qemu-pc-1g-i386", "seed-numa-8g", "qemu-numa-interleave-amd64"]
+)
+def test_the_built_in_arches_declare_and_reserve_their_kernel_image(preset):
+    """Layout.owned holds the image (the [kernel] image keys); no boot leaves it unreserved."""
+    from bootemu.machine import load_machine
+    from bootemu.sequencer import boot_machine
+
+    machine = load_machine(preset)
+    result = boot_machine(machine)
+    (image,) = result.boot.layout.owned
+    start = machine.kernel.get("image_start")
+    assert image.label == "kernel image"
+    assert start is None or image.start == start
+    assert not [v for v in result.violations if v.kind == "unreserved"]

@@ -77,7 +77,7 @@ from arches.numa64.v2_6_25 import Linux2625
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
-from bootemu.models import BootemuError, Machine
+from bootemu.models import BootemuError, Machine, OwnedRange
 from bootemu.units import parse_size
 
 #: The profiles this arch knows, and the class that boots each.
@@ -180,6 +180,11 @@ class Numa64(ProfileArch):
             raise BootemuError(f"{machine.source}: kernel.profile: numa64 knows "
                                f"{', '.join(PROFILES)}, not {machine.kernel.profile!r}")
         return cls(machine, read_config(machine, cls.DEFAULTS))
+
+    def owned(self, profile: Linux2625) -> tuple[OwnedRange, ...]:
+        """The kernel image (``kernel.image_start`` / ``image_size``, brk included)."""
+        cfg = profile.cfg
+        return (OwnedRange(cfg.image_start, cfg.image_start + cfg.image_size, "kernel image"),)
 
     def arch_info(self, profile: Linux2625) -> ArchInfo:
         """x86_64: 64-bit longs and phys_addr_t, CONFIG_NUMA; one block per node id (the

@@ -24,7 +24,7 @@ from arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from arches.x86_32.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
-from bootemu.models import BootemuError, Machine
+from bootemu.models import BootemuError, Machine, OwnedRange
 
 #: Profile name -> profile class.
 PROFILES: dict[str, type[Linux2625]] = {
@@ -62,6 +62,11 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
 
     def make_profile(self, machine: Machine) -> Linux2625:
         return make_profile(machine)
+
+    def owned(self, profile: Linux2625) -> tuple[OwnedRange, ...]:
+        """The kernel image, ``_text`` to ``_end`` (``kernel.image_start`` / ``image_end``)."""
+        cfg = profile.cfg
+        return (OwnedRange(cfg.image_start, cfg.image_end, "kernel image"),)
 
     def arch_info(self, profile: Linux2625) -> ArchInfo:
         """i386: 32-bit longs; a 64-bit phys_addr_t with PAE (CONFIG_HIGHMEM64G selects
