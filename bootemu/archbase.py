@@ -148,6 +148,10 @@ class GenericArch:
       with the node they lie on (bootmem's ``reserve(node=None)`` acts on node 0 only and BUGs
       elsewhere);
     - hands off node by node (``free_all_bootmem_node()`` order).
+
+    Each step is a method (:meth:`register_blocks`, :meth:`place_bitmaps`, :meth:`free_ram`,
+    :meth:`reserve_kept`, :meth:`handoff_nodes`): an arch whose kernel does one of them its
+    own way (a bitmap at a fixed pfn, frees in firmware-table order) overrides that one.
     """
 
     #: The build facts of the emulated kernel; or override :meth:`arch_info`.
@@ -212,35 +216,44 @@ class GenericArch:
     def bootemu_arch_layout(self, boot: Boot) -> Layout:
         return self.layout(boot)
 
-    @hookimpl
-    def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:
+    # -- the bookkeeping, one overridable step each -------------------------------------------
+
+    def register_blocks(self, boot: Boot, allocator: Allocator) -> None:
+        """Every non-empty block of the layout, on its node, in address order."""
         assert boot.layout is not None
         for b in boot.layout.blocks:
             if b.pages:
                 allocator.register_block(node=b.node, start_pfn=b.start_pfn, end_pfn=b.end_pfn)
 
-    @hookimpl
-    def bootemu_arch_enable(self, boot: Boot, allocator: Allocator) -> None:
+    def place_bitmaps(self, boot: Boot, allocator: Allocator) -> dict[str, tuple[int, int]]:
+        """Each requested bitmap on the lowest free RAM pages of the range it covers (its
+        node's blocks when it names one), clear of the kept ranges and the other bitmaps."""
         lay = boot.layout
         assert lay is not None
         busy = [(pfn_down(r.start), pfn_up(r.end)) for r in self._kept(boot)]
+        placed: dict[str, tuple[int, int]] = {}
         for req in allocator.bitmap_requests():
             space = intersect(merge_ranges(lay.ram), [(req.start_pfn, req.end_pfn)])
             if req.node is not None:
                 mine = [(b.start_pfn, b.end_pfn) for b in lay.blocks if b.node == req.node]
                 space = intersect(space, merge_ranges(mine))
-            pfn = find_free(space, [*busy, *self.bitmaps.values()], req.pages)
+            pfn = find_free(space, [*busy, *placed.values()], req.pages)
             if pfn is None:
                 raise KernelPanic(f"no room for the {req.key} bootmem bitmap ({req.pages} pages)")
-            self.bitmaps[req.key] = (pfn, pfn + req.pages)
-        allocator.enable(placements={k: s for k, (s, _) in self.bitmaps.items()})
+            placed[req.key] = (pfn, pfn + req.pages)
+        return placed
+
+    def free_ram(self, boot: Boot, allocator: Allocator) -> None:
+        """Every RAM page once, one free per block piece, with the block's node."""
+        lay = boot.layout
+        assert lay is not None
         for start, end in merge_ranges(lay.ram):
             for s, e, node in lay.node_pieces(start, end):
                 if node is not None:
                     allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=node)
 
-    @hookimpl
-    def bootemu_arch_reserve(self, boot: Boot, allocator: Allocator) -> None:
+    def reserve_kept(self, boot: Boot, allocator: Allocator) -> None:
+        """Owned ranges, reservations and bitmaps, clipped to the blocks, with their node."""
         lay = boot.layout
         assert lay is not None
         ranges = [(r.start, r.end, r.label) for r in self._kept(boot)]
@@ -254,6 +267,28 @@ class GenericArch:
                 lo, hi = max(start, pfn_phys(s)), min(end, pfn_phys(e))
                 allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False, label=label)
 
+    def handoff_nodes(self, boot: Boot, allocator: Allocator, pagealloc: PageAllocModel) -> int:
+        """``free_all_bootmem_node()`` for each node with blocks, ascending; the page count."""
+        assert boot.layout is not None
+        nodes = sorted({b.node for b in boot.layout.blocks if b.pages})
+        return sum(allocator.handoff(sink=pagealloc, node=n) for n in nodes)
+
+    # -- the hooks, continued ----------------------------------------------------------------
+
+    @hookimpl
+    def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:
+        self.register_blocks(boot, allocator)
+
+    @hookimpl
+    def bootemu_arch_enable(self, boot: Boot, allocator: Allocator) -> None:
+        self.bitmaps = self.place_bitmaps(boot, allocator)
+        allocator.enable(placements={k: s for k, (s, _) in self.bitmaps.items()})
+        self.free_ram(boot, allocator)
+
+    @hookimpl
+    def bootemu_arch_reserve(self, boot: Boot, allocator: Allocator) -> None:
+        self.reserve_kept(boot, allocator)
+
     @hookimpl
     def bootemu_arch_allocate(self, boot: Boot, allocator: Allocator) -> None:
         self.allocate(boot, allocator)
@@ -262,9 +297,7 @@ class GenericArch:
     def bootemu_arch_handoff(
         self, boot: Boot, allocator: Allocator, pagealloc: PageAllocModel
     ) -> int:
-        assert boot.layout is not None
-        nodes = sorted({b.node for b in boot.layout.blocks if b.pages})
-        return sum(allocator.handoff(sink=pagealloc, node=n) for n in nodes)
+        return self.handoff_nodes(boot, allocator, pagealloc)
 
     @hookimpl
     def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
