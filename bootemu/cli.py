@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="machine file to write (default: stdout)")
     p.add_argument("--arch", help="arch, when the log does not say")
     p.add_argument("--profile", help="kernel profile, when the log does not say")
+    p.add_argument("--kconfig", type=Path, metavar="FILE",
+                   help="the kernel's .config: Kconfig choices the log does not show")
+    p.add_argument("--system-map", type=Path, metavar="FILE",
+                   help="the kernel's System.map: the exact image layout")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("import-memmap", help="write a machine file from /sys/firmware/memmap")
@@ -205,14 +209,18 @@ def _cmd_machines(_args: argparse.Namespace) -> int:
 
 def _cmd_import_dmesg(args: argparse.Namespace) -> int:
     from bootemu.importers import import_dmesg
+    from bootemu.importers.kbuild import read_kconfig, read_system_map
     from bootemu.machine import dump_machine
 
     try:
         text = args.log.read_text(errors="replace")
     except OSError as exc:
         raise BootemuError(f"{args.log}: cannot read: {exc.strerror}") from exc
+    kconfig = read_kconfig(args.kconfig) if args.kconfig else None
+    system_map = read_system_map(args.system_map) if args.system_map else None
     machine, notes = import_dmesg(
-        text, source=str(args.log), arch=args.arch, profile=args.profile, overrides=args.overrides
+        text, source=str(args.log), arch=args.arch, profile=args.profile, overrides=args.overrides,
+        kconfig=kconfig, system_map=system_map,
     )
     for note in notes:
         print(f"bootemu: {note}", file=sys.stderr)

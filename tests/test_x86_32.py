@@ -161,26 +161,52 @@ def test_mem_map_is_allocated_in_lowmem():
 
 def test_bitmap_placement_and_reserve_order():
     b = boot(machine(era_a(1 * G)))
-    # _end = 0x5c0a20: pg0 = 0x5c1000; two 4 MiB table pages reach 8 MiB >= 0x5c3000 + 128K,
-    # so init_pg_tables_end = 0x5c3000 and min_low_pfn = 0x5c3.
-    assert b.facts["min_low_pfn"] == 0x5C3
+    # _end = 0x5c0a20: pg0 = 0x5c1000. head_32.S (PAE): INIT_MAP_BEYOND_END = 0x20000 +
+    # (2^20/512 + 4 + 4) * 4096 = 0x828000; k tables map k * 2 MiB and stop once that is >=
+    # 0x5c1000 + k * 0x1000 + 0x828000: k = 6 gives 0xc00000 < 0xdef000, k = 7 gives 0xe00000
+    # >= 0xdf0000, so init_pg_tables_end = 0x5c8000 and min_low_pfn = 0x5c8.
+    assert b.facts["min_low_pfn"] == 0x5C8
     calls = b.backend.calls
     assert calls[0] == ("register", 0, 0, MAXMEM_PFN)
-    assert calls[1] == ("enable", {"node0": 0x5C3})
+    assert calls[1] == ("enable", {"node0": 0x5C8})
     # register_bootmem_low_pages(): the two RAM entries, rounded inward, clipped to lowmem.
     assert calls[2:4] == [("free", 0, 0x9F000, None), ("free", 0x100000, (MAXMEM_PFN << 12)
                                                        - 0x100000, None)]
     reserves = [c[1:3] for c in calls if c[0] == "reserve"]
     bitmap = 229376 // 8  # 28672 bytes, 7 pages (boot-allocators §1.3)
     assert reserves[:4] == [
-        (0x100000, 0x5C3000 + bitmap + 4095 - 0x100000),  # kernel .. bitmap (+1 page)
+        (0x100000, 0x5C8000 + bitmap + 4095 - 0x100000),  # kernel .. bitmap (+1 page)
         (0, 4096),  # page 0
-        (0x9FC00, 0x100000 - 0x9FC00),  # EBDA rule: lowmem 639K == EBDA -> [0x9fc00, 1M)
+        (0x9FC00, 4096),  # reserve_ebda_region(), 2.6.25: the EBDA's page
         (4096, 4096),  # CONFIG_SMP: page 1
     ]
     # find_smp_config(): the MP floating pointer's page and one page of its table.
     assert reserves[4:] == [(0xF5BA0, 4096), (0xF5BB0, 4096)]
-    assert b.kind("smp.mptable") == ["found SMP MP-table at 000f5ba0"]
+    # smp_scan_config(): each area scanned until the pointer turns up in the BIOS 64K.
+    assert b.kind("smp.scan") == ["Scan SMP from c0000000 for 1024 bytes.",
+                                  "Scan SMP from c009fc00 for 1024 bytes.",
+                                  "Scan SMP from c00f0000 for 65536 bytes."]
+    assert b.kind("smp.mptable") == ["found SMP MP-table at [c00f5ba0] 000f5ba0"]
+
+
+@pytest.mark.parametrize("ebda, reserved", [
+    (0x9FC00, [(0x9FC00, 4096)]),  # QEMU/SeaBIOS: the word at 0x40E gives 0x9fc00
+    (0x9D000, [(0x9D000, 4096)]),
+    (0, []),  # no EBDA: nothing
+])
+def test_reserve_ebda_region(ebda, reserved):
+    b = boot(machine(era_b(512 * M), ebda=ebda, smp=False, acpi_sleep=False))
+    reserves = [c[1:3] for c in b.backend.calls if c[0] == "reserve"]
+    assert reserves[2:] == reserved  # after the kernel and page 0
+
+
+class _Reserves:
+    def __init__(self):
+        self.got = []
+
+    def reserve(self, *, addr, size, node, exclusive, label=""):
+        self.got.append((addr, size))
+        return 0
 
 
 @pytest.mark.parametrize("kb, ebda, start", [
@@ -190,10 +216,12 @@ def test_bitmap_placement_and_reserve_order():
     (640, 0, 0x9F000),  # no EBDA and lowmem >= 0x9f000: old Dell rule
     (0, 0, 0x9F000),  # nonsense: 0x9f000
 ])
-def test_reserve_ebda_region(kb, ebda, start):
-    b = boot(machine(era_b(512 * M), bios_lowmem_kb=kb, ebda=ebda))
-    reserves = [c[1:3] for c in b.backend.calls if c[0] == "reserve"]
-    assert (start, 0x100000 - start) in reserves
+def test_reserve_bios_lowmem_to_1m_for_later_trees(kb, ebda, start):
+    # The 2.6.26 rule a later profile selects: [lowmem, 1 MiB).
+    profile = make_profile(machine(era_b(512 * M), bios_lowmem_kb=kb, ebda=ebda))
+    fake = _Reserves()
+    profile.reserve_bios_lowmem_to_1m(fake)
+    assert fake.got == [(start, 0x100000 - start)]
 
 
 def test_up_kernel_has_no_trampoline():
@@ -203,26 +231,36 @@ def test_up_kernel_has_no_trampoline():
     assert (4096, 4096) not in [c[1:3] for c in up.backend.calls if c[0] == "reserve"]
     (tramp,) = smp.allocs("AP trampoline")
     assert tramp["wrapper"] == "__alloc_bootmem_low" and tramp["addr"] < 0x9F000
-    assert up.allocs("AP trampoline") == [] and up.allocs("per-cpu area of cpu 0") == []
+    assert up.allocs("AP trampoline") == []
+    assert up.allocs("setup_per_cpu_areas: per-cpu areas") == []
 
 
-def test_per_cpu_areas_one_per_possible_cpu():
-    b = boot(machine(era_b(1 * G), nr_cpus=4))
-    assert b.kind("percpu.setup") == ["PERCPU: Allocating 41628 bytes of per cpu data"]
-    areas = [a for a in b.report["allocations"] if a["caller"] == "setup_per_cpu_areas"]
-    assert [(a["size"], a["align"], a["goal"]) for a in areas] == [(41628, 4096, 16 * M)] * 4
+@pytest.mark.parametrize("mp_cpus, nr_cpus, cpus", [(4, 8, 4), (4, 2, 2), (1, 8, 1)])
+def test_per_cpu_areas_one_per_possible_cpu(mp_cpus, nr_cpus, cpus):
+    # init/main.c setup_per_cpu_areas(): one alloc_bootmem_pages() of ALIGN(41628, 4096) =
+    # 45056 bytes per possible CPU (the MP table's processors, at most NR_CPUS); no message.
+    b = boot(machine(era_b(1 * G), nr_cpus=nr_cpus, mp_cpus=mp_cpus))
+    assert b.kind("percpu.setup") == []
+    areas = b.allocs("setup_per_cpu_areas: per-cpu areas")
+    assert [(a["size"], a["align"], a["goal"], a["caller"]) for a in areas] == [
+        (45056 * cpus, 4096, 16 * M, "start_kernel")]
 
 
 @pytest.mark.parametrize("highmem, nopentium, expected", [
-    ("64G", False, 3),  # PMD for pgd 3, PTE for the fixmap, PTE for the pkmap
-    ("64G", True, 1 + 448 + 2),  # + 229376 / 512 PTE pages for lowmem
-    ("4G", True, 222 + 2),  # 229376 / 1024 = 224, minus the 2 head_32.S tables
+    # PAE: the kernel pgds point at the static swapper_pg_pmd (no pmd pages); the fixmap's
+    # early_ioremap PMD (cleared by early_ioremap_clear()) and the pkmap PMD get a page each.
+    ("64G", False, 2),
+    # + ceil(229376 / 512) = 448 lowmem PTE pages minus the 7 head_32.S built (above).
+    ("64G", True, 441 + 2),
+    # non-PAE: head_32.S: k * 4 MiB >= 0x5c1000 + k * 0x1000 + 0x424000 first at k = 3;
+    # 229376 / 1024 = 224 PTE pages, minus those 3.
+    ("4G", True, 221 + 2),
     ("off", False, 1),  # fixmap only
 ])
 def test_paging_init_page_tables(highmem, nopentium, expected):
     b = boot(machine(era_a(1 * G), highmem=highmem,
                      cmdline="mem=nopentium" if nopentium else ""))
-    tables = [a for a in b.report["allocations"] if a["caller"] == "pagetable_init"]
+    tables = [a for a in b.report["allocations"] if a["caller"] == "one_page_table_init"]
     assert len(tables) == expected
     assert {(a["size"], a["align"], a["wrapper"]) for a in tables} == {
         (4096, 4096, "__alloc_bootmem_low")}
@@ -275,7 +313,8 @@ def test_memory_line_1g_counts_highmem_and_reserved():
     # 262128 * 4 = 1048512k; highmem RAM [229376, 262128) = 32752 pages = 131008k.
     assert "/1048512k available" in line and line.endswith("131008k highmem)")
     assert b.facts["totalhigh_pages"] == 32752
-    lowmem_ram = 0x9F + (MAXMEM_PFN - 0x100)  # [0, 0x9f) + [0x100, 229376)
+    # page_is_ram(): [1, 0x9f) (page 0 is "BIOS owned") + [0x100, 229376)
+    lowmem_ram = 0x9F - 1 + (MAXMEM_PFN - 0x100)
     handed_low = b.result.pagealloc.handed.count(1, 0, MAXMEM_PFN)
     assert b.facts["reservedpages"] == lowmem_ram - handed_low
     assert f"{b.facts['reservedpages'] * 4}k reserved" in line
@@ -484,7 +523,9 @@ def test_every_ram_page_is_accounted_for(mb, era, highmem):
     low_ram = sum(max(0, min(e, lay.max_low_pfn) - s) for s, e in lay.ram)
     high_ram = lay.ram_pages - low_ram
     assert b.facts["totalhigh_pages"] == high_ram
-    assert b.facts["reservedpages"] + pa.handed.count(1, 0, lay.max_low_pfn) == low_ram
+    # mem_init() counts reserved pages among page_is_ram() ones: not page 0, not 640K-1M.
+    bios = sum(max(0, min(e, 0x100) - max(s, 0xA0)) for s, e in lay.ram) + (lay.ram[0][0] == 0)
+    assert b.facts["reservedpages"] + pa.handed.count(1, 1, lay.max_low_pfn) == low_ram - bios
     assert b.facts["totalram_pages"] == pa.received
     assert sum(z.spanned for z in lay.zones) == lay.max_pfn  # one range from pfn 0
     physpages = lay.max_pfn if highmem != "off" else lay.max_low_pfn

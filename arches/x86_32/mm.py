@@ -14,10 +14,6 @@ from bootemu.models import PAGE_SHIFT, PAGE_SIZE
 #: alloc_node_mem_map() aligns the node's mem_map to that.
 MAX_ORDER_NR_PAGES = 1 << 10
 
-#: include/linux/wait.h, 2.6.25: sizeof(wait_queue_head_t) on i386 without spinlock
-#: debugging: a 4-byte spinlock and an 8-byte list_head.
-WAIT_QUEUE_HEAD_SIZE = 12
-
 #: include/linux/list.h: sizeof(struct hlist_head) is one pointer, 4 bytes on i386.
 HLIST_HEAD_SIZE = 4
 

@@ -2,7 +2,8 @@
 
 ``[kernel]``: ``profile`` (one of the arch's profiles, default ``"2.6.25"``), ``cmdline``,
 ``highmem`` and every key of :class:`arches.x86_32.config.Config` (booleans for the
-``_BOOL_KEYS``, sizes for the rest; their meaning is in :mod:`arches.x86_32.config`), plus
+``_BOOL_KEYS``, a string or ``false`` for the SMBIOS ``_TEXT_KEYS``, sizes for the rest; their
+meaning is in :mod:`arches.x86_32.config`), plus
 ``debug_bootmem`` (CONFIG_DEBUG_BOOTMEM, read by the bootmem backend).
 ``[[firmware.e820]]``: the BIOS map. x86_32 has no SRAT: ``[[numa.memory]]`` is unknown here.
 """
@@ -10,9 +11,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from arches.x86_32.config import _BOOL_KEYS, CONFIG_KEYS, HIGHMEM_CHOICES
-from bootemu.schema import E820_ENTRIES, Bool, Enum, Field, Schema, Size, Str, Table
+from arches.x86_32.config import _BOOL_KEYS, _TEXT_KEYS, CONFIG_KEYS, HIGHMEM_CHOICES
+from bootemu.models import BootemuError
+from bootemu.schema import E820_ENTRIES, Bool, Custom, Enum, Field, Schema, Size, Str, Table
+from bootemu.units import parse_size
+
+
+def _text_or_false(value: Any) -> str | bool:
+    """An SMBIOS string, or ``false``: the structure is absent (kept as written)."""
+    if value is False or isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string or false, got {value!r}")
+
+
+def _chassis_type(value: Any) -> int | bool:
+    """A number, or ``false``: the SMBIOS field is absent (``dmi_chassis_type``)."""
+    if value is False:
+        return False
+    try:
+        return parse_size(value, "")
+    except BootemuError as exc:
+        raise ValueError(str(exc).removeprefix(": ")) from None
+
 
 DEFAULT_PROFILE = "2.6.25"
 
@@ -26,6 +48,12 @@ def machine_schema(profiles: Sequence[str]) -> Schema:
         "debug_bootmem": Bool(doc="CONFIG_DEBUG_BOOTMEM (bootmem prints every call)"),
     }
     for key in CONFIG_KEYS:
-        if key not in kernel:
+        if key in kernel:
+            continue
+        if key in _TEXT_KEYS:
+            kernel[key] = Custom(_text_or_false)
+        elif key == "dmi_chassis_type":
+            kernel[key] = Custom(_chassis_type)
+        else:
             kernel[key] = Bool() if key in _BOOL_KEYS else Size()
     return {"kernel": Table(**kernel), "firmware": Table(e820=E820_ENTRIES)}

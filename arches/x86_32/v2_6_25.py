@@ -1,17 +1,27 @@
 """x86_32 as Linux 2.6.25 boots it (the seed's era, and the default profile).
 
-Sources (torvalds/linux history, read with the look-up tools; cited by file and routine):
-arch/x86/kernel/setup_32.c (@1dbbb6077426: parse_mem(), parse_highmem(), parse_vmalloc(),
+Held to sixteen real boots of four v2.6.25 i386 builds (``real-boots-2008/``: PAE, PAE SMP,
+HIGHMEM4G, NOHIGHMEM, each boot with a trace of every bootmem call): every memory line up to
+``Memory:`` and every traced call match (tests/test_real_2008_i386.py).
+
+Sources, the v2.6.25 tag (a local mirror of the tree; cited by file and routine):
+arch/x86/kernel/setup_32.c (parse_mem(), parse_highmem(), parse_vmalloc(),
 find_max_low_pfn(), reserve_ebda_region(), setup_memory(), zone_sizes_init(),
 reserve_initrd(), reserve_crashkernel(), setup_bootmem_allocator(), setup_arch()),
-arch/x86/kernel/e820_32.c (@f838bad1b3be: limit_regions(), parse_memmap(),
-propagate_e820_map(), register_bootmem_low_pages(), e820_register_memory()),
-arch/x86/mm/init_32.c (2.6.24 @d18aa499: page_is_ram(), pagetable_init(),
-set_highmem_pages_init(), mem_init()), mm/page_alloc.c (2.6.24 @d18aa499: free_area_init_*,
-zone_pcp_init(), setup_usemap(), zone_wait_table_init(), alloc_large_system_hash()),
-kernel/pid.c pidhash_init(), arch/x86/kernel/setup.c setup_per_cpu_areas() (2.6.25),
-arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(), and
-the reference notes x86_32-early-memory.md / boot-allocators.md.
+arch/x86/kernel/e820_32.c (limit_regions(), parse_memmap(), propagate_e820_map(),
+register_bootmem_low_pages(), e820_register_memory()), arch/x86/mm/init_32.c
+(pagetable_init(), set_highmem_pages_init(), mem_init()), arch/x86/mm/ioremap.c
+page_is_ram(), mm/page_alloc.c (free_area_init_*, zone_pcp_init(), setup_usemap(),
+zone_wait_table_init(), alloc_large_system_hash()), kernel/pid.c pidhash_init(),
+init/main.c (setup_command_line(), setup_per_cpu_areas()), arch/x86/kernel/acpi/sleep.c
+acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(); the early allocations' sizes are in
+:mod:`arches.x86_32.v2_6_25_early` with theirs. Also the reference notes
+x86_32-early-memory.md / boot-allocators.md.
+
+Subclassing for a later tree: override what changed, e.g. ``reserve_ebda_region =
+Bootmem2625.reserve_bios_lowmem_to_1m`` (v2.6.26-rc1 reserves from the BIOS's base-memory
+top to 1 MiB); the boot page tables, MP scan, DMI, console and per-cpu sizes are small methods
+of :class:`~arches.x86_32.v2_6_25_early.Early2625`.
 """
 
 from __future__ import annotations
@@ -20,13 +30,15 @@ from typing import Any
 
 from arches.x86_32 import mm
 from arches.x86_32.config import Config
+from arches.x86_32.v2_6_25_early import Early2625
 from arches.x86_32.v2_6_25_mm import Bootmem2625
 from arches.x86_32.v2_6_25_setup import Setup2625
 
 
-class Linux2625(Setup2625, Bootmem2625):
+class Linux2625(Setup2625, Bootmem2625, Early2625):
     """The 2.6.25 data sheet: constants and defaults; the routines are in Setup2625 (up to
-    the layout) and Bootmem2625 (bootmem to mem_init).
+    the layout), Bootmem2625 (bootmem to mem_init) and Early2625 (the early allocations'
+    sizes: boot page tables, MP table, DMI, command line, per-cpu areas, console).
 
     A later profile subclasses this and overrides what its kernel changed (v6_1.py).
     """
@@ -39,9 +51,6 @@ class Linux2625(Setup2625, Bootmem2625):
     MAX_DMA_PFN = 4096
     #: __pa(MAX_DMA_ADDRESS): the goal of alloc_bootmem() and friends (include/linux/bootmem.h).
     DMA_GOAL = 16 << 20
-    #: head_32.S: INIT_MAP_BEYOND_END, what the boot page tables map past themselves (128 KiB:
-    #: room for the largest bootmem bitmap).
-    INIT_MAP_BEYOND_END = 128 << 10
     #: mm/page_alloc.c: dma_reserve, never set on x86_32 ("DMA zone: 0 pages reserved").
     DMA_RESERVE = 0
     #: include/linux/mmzone.h (2.6.24+): MIGRATE_TYPES, for "mobility grouping on/off".
@@ -86,6 +95,33 @@ class Linux2625(Setup2625, Bootmem2625):
         "l1_cache_shift": 7,
         "pageblock_order": 9,
         "percpu_size": 41628,
+        # Kconfig-derived keys whose default follows ``smp`` (config.py _DERIVED_DEFAULTS).
+        "find_smp_config": None,
+        "spinlock_size": None,
+        "fixmap_slots": 0,
+        # Firmware: QEMU 7.2 ``pc`` with SeaBIOS 1.16.2 (config.py says where each comes from).
+        "mp_cpus": 1,
+        "dmi_version": "2.8",
+        "dmi_bios_vendor": "SeaBIOS",
+        "dmi_bios_version": "1.16.2-debian-1.16.2-1",
+        "dmi_bios_date": "04/01/2014",
+        "dmi_sys_vendor": "QEMU",
+        "dmi_product_name": "Standard PC (i440FX + PIIX, 1996)",
+        "dmi_product_version": "pc-i440fx-7.2",
+        "dmi_product_serial": "",
+        "dmi_product_uuid": False,
+        "dmi_board_vendor": False,
+        "dmi_board_name": False,
+        "dmi_board_version": False,
+        "dmi_board_serial": False,
+        "dmi_board_asset_tag": False,
+        "dmi_chassis_vendor": "QEMU",
+        "dmi_chassis_type": 1,
+        "dmi_chassis_version": "pc-i440fx-7.2",
+        "dmi_chassis_serial": "",
+        "dmi_chassis_asset_tag": "",
+        "console_cols": 80,
+        "console_rows": 25,
     }
     #: Per highmem model: HUGETLB_PAGE_ORDER is 9 with PAE (2 MiB pages), 10 without.
     HIGHMEM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -105,56 +141,6 @@ class Linux2625(Setup2625, Bootmem2625):
     def maxmem(self) -> int:
         """include/asm-x86/page_32.h: MAXMEM = -__PAGE_OFFSET - __VMALLOC_RESERVE (u32)."""
         return (-self.cfg.page_offset - self.vmalloc_reserve) & 0xFFFFFFFF
-
-    def init_pg_tables_end(self) -> int:
-        """Where head_32.S's boot page tables end (the physical ``init_pg_tables_end``).
-
-        2.6.25 head_32.S: the page tables start at ``pg0 = PAGE_ALIGN(_end)`` (vmlinux.lds);
-        one PTE page (4 MiB, always non-PAE at this stage) is filled at a time until the
-        mapping covers the tables themselves plus INIT_MAP_BEYOND_END. An ``_end`` of about 5
-        MiB gives two pages (reference §4.1).
-        """
-        pg = -(-self.cfg.image_end // 4096) * 4096
-        mapped = 0
-        while True:
-            pg += 4096
-            mapped += 4 << 20
-            if mapped >= pg + self.INIT_MAP_BEYOND_END:
-                return pg
-
-    def pagetable_pages(self) -> list[str]:
-        """The pages paging_init() takes with alloc_bootmem_low_pages(), in order.
-
-        arch/x86/mm/init_32.c pagetable_init() (2.6.24/25): kernel_physical_mapping_init()
-        gives every kernel pgd a PMD page under PAE (native_pagetable_setup_start() cleared
-        them) and, without PSE (``mem=nopentium``), a PTE page per PMD of lowmem not already
-        mapped by head_32.S; then the fixmap and the pkmap areas get one PTE page each.
-        Assumed: the fixmap fits in one PMD (true for NR_CPUS <= 8 builds), and PKMAP_BASE
-        is PMD-aligned below it, as the 2.6.23 layout defines.
-        """
-        pae = self.cfg.pae
-        ptrs_per_pte = 512 if pae else 1024
-        pages: list[str] = []
-        if pae:
-            for pgd in range(self.cfg.page_offset >> 30, 4):
-                pages.append(f"pmd for pgd {pgd}")
-                if not self.pse:
-                    first = (pgd - (self.cfg.page_offset >> 30)) * 512 * ptrs_per_pte
-                    if first < self.max_low_pfn:
-                        span = min(self.max_low_pfn - first, 512 * ptrs_per_pte)
-                        pages += ["pte (nopentium)"] * -(-span // ptrs_per_pte)
-        elif not self.pse:
-            head = (self.init_pg_tables_end() - self.pg0()) // 4096
-            need = -(-self.max_low_pfn // ptrs_per_pte)
-            pages += ["pte (nopentium)"] * max(0, need - head)
-        pages.append("pte for fixmap")
-        if self.cfg.has_highmem:
-            pages.append("pte for pkmap")
-        return pages
-
-    def pg0(self) -> int:
-        """vmlinux.lds: ``pg0 = ALIGN(_end, 4096)``, the first boot page table."""
-        return -(-self.cfg.image_end // 4096) * 4096
 
     @staticmethod
     def memmap_pages(spanned: int, cfg: Config) -> int:

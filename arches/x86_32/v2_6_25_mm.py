@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from arches.x86_32 import mm
+from arches.x86_32.v2_6_25_early import ANY, LOW, NODE, Early2625, wait_queue_head_size
 from arches.x86_32.zones import ZoneSize
 from bootemu.e820 import E820_RAM, pci_gap_2624
 from bootemu.models import (
     PAGE_SIZE,
-    AllocRequest,
     BootemuError,
     KernelBug,
     Layout,
@@ -25,14 +25,10 @@ from bootemu.units import memparse_prefix
 if TYPE_CHECKING:  # pragma: no cover
     from arches.x86_32.config import Config
     from bootemu.boot import Boot
-    from bootemu.models import Machine
     from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade
 
 U32 = 0xFFFFFFFF
-LOW = "__alloc_bootmem_low"
-ANY = "__alloc_bootmem"
-NODE = "__alloc_bootmem_node"
 
 
 class ZoneTally:
@@ -55,15 +51,15 @@ class ZoneTally:
         self.sink.free_run(node=node, start_pfn=start_pfn, end_pfn=end_pfn, order=order)
 
 
-class Bootmem2625:
-    """setup_bootmem_allocator() to mem_init(), 2.6.25. State lives in Setup2625."""
+class Bootmem2625(Early2625):
+    """setup_bootmem_allocator() to mem_init(), 2.6.25. State lives in Setup2625; the sizes
+    of the small early allocations are Early2625's."""
 
     # Provided by Setup2625 / Linux2625.
     PROFILE: str
     DMA_GOAL: int
     DMA_RESERVE: int
     MIGRATE_TYPES: int
-    machine: Machine
     cfg: Config
     e820: list[Any]
     zones: list[ZoneSize]
@@ -88,17 +84,6 @@ class Bootmem2625:
     pagetable_pages: Any
     memmap_pages: Any
     batchsize: Any
-
-    def _alloc(self, allocator: AllocatorFacade, size: int, align: int, goal: int,
-               wrapper: str, caller: str, label: str, node: int | None = None) -> int | None:
-        return allocator.alloc(request=AllocRequest(
-            size=size, align=align, goal=goal, wrapper=wrapper, node=node, caller=caller,
-            label=label))
-
-    def _reserve(self, allocator: AllocatorFacade, addr: int, size: int, label: str = "") -> int:
-        """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None); ``label`` names
-        the reservation in the report (``bootemu map``)."""
-        return allocator.reserve(addr=addr, size=size, node=None, exclusive=False, label=label)
 
     # ---------------------------------------------------------------------------------------
     # register / enable: init_bootmem() + register_bootmem_low_pages()
@@ -171,11 +156,18 @@ class Bootmem2625:
         self.reserve_crashkernel(allocator)
 
     def reserve_ebda_region(self, allocator: AllocatorFacade) -> None:
-        """setup_32.c reserve_ebda_region(), 2.6.25: reserve [lowmem, 1 MiB).
+        """setup_32.c reserve_ebda_region(), 2.6.25: "workaround for Dell systems that
+        neglect to reserve EBDA": one page at get_bios_ebda() (the word at 0x40E << 4), if
+        any (``reserve_bootmem addr=9fc00 size=1000`` in every real-boots-2008 trace)."""
+        if self.cfg.ebda:
+            self._reserve(allocator, self.cfg.ebda, PAGE_SIZE, "EBDA page (BIOS)")
 
-        lowmem is the BIOS's conventional memory size (word at 0x413, KiB); an EBDA within
-        64 KiB below it lowers it to the EBDA; no EBDA at all gives 0x9f000 (old Dells);
-        nonsense gives 0x9f000. Unsigned int arithmetic, as in the kernel.
+    def reserve_bios_lowmem_to_1m(self, allocator: AllocatorFacade) -> None:
+        """What the 2.6.26 reserve_ebda_region() does instead (arch/x86/kernel/setup_32.c
+        @1dbbb6077426): reserve [lowmem, 1 MiB), lowmem being the BIOS's conventional memory
+        size (word at 0x413, KiB), lowered to the EBDA when that is within 64 KiB below it;
+        no EBDA gives 0x9f000 (old Dells); nonsense gives 0x9f000. Unsigned int arithmetic,
+        as in the kernel. A later profile points reserve_ebda_region at it.
         """
         lowmem = (self.cfg.bios_lowmem_kb << 10) & U32
         ebda = self.cfg.ebda
@@ -186,18 +178,6 @@ class Bootmem2625:
         if lowmem == 0 or lowmem >= 0x100000:
             lowmem = 0x9F000
         self._reserve(allocator, lowmem, 0x100000 - lowmem, "EBDA and BIOS (to 1 MiB)")
-
-    def find_smp_config(self, allocator: AllocatorFacade) -> None:
-        """mpparse_32.c smp_scan_config() (2.6.2x): reserve the MP floating pointer's page and
-        one page (at most up to the end of lowmem) of the configuration table."""
-        mpf = self.cfg.mp_table
-        if not mpf:
-            return
-        self.printk("smp.mptable", f"found SMP MP-table at {mpf:08x}", addr=mpf)
-        self._reserve(allocator, mpf, PAGE_SIZE, "MP floating pointer (BIOS)")
-        physptr = mpf + 16
-        self._reserve(allocator, physptr, min(PAGE_SIZE, pfn_phys(self.max_low_pfn) - physptr),
-                      "MP configuration table (BIOS)")
 
     def reserve_initrd(self, allocator: AllocatorFacade) -> None:
         """setup_32.c reserve_initrd(), 2.6.25: in place if it ends in lowmem, else its size
@@ -254,19 +234,23 @@ class Bootmem2625:
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """The early bootmem users in call order (setup_arch(), then start_kernel())."""
-        cfg = self.cfg
-        if cfg.smp:
-            # arch/x86/kernel/smpboot_32.c smp_alloc_memory(): the AP trampoline, real mode.
-            addr = self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, "smp_alloc_memory",
-                               "AP trampoline")
-            if addr is not None and addr >= 0x9F000:
-                raise KernelBug("arch/x86/kernel/smpboot_32.c: smp_alloc_memory()",
-                                f"trampoline at {addr:#x} is not below 0x9f000")
-        for what in self.pagetable_pages():  # paging_init(): alloc_bootmem_low_pages()
-            self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, "pagetable_init", what)
+        if self.cfg.smp:
+            self.smp_alloc_memory(allocator)
+        for caller, what in self.pagetable_pages():  # paging_init()
+            self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, caller, what)
         self.free_area_init_nodes(allocator)
+        self.dmi_scan_machine(allocator)
         self.pci_gap()
         self.start_kernel(allocator)
+
+    def smp_alloc_memory(self, allocator: AllocatorFacade) -> None:
+        """arch/x86/kernel/smpboot_32.c smp_alloc_memory(): the AP trampoline, a low page
+        that must be below 0x9f000 (BUG() otherwise)."""
+        addr = self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, "smp_alloc_memory",
+                           "AP trampoline")
+        if addr is not None and addr >= 0x9F000:
+            raise KernelBug("arch/x86/kernel/smpboot_32.c: smp_alloc_memory()",
+                            f"trampoline at {addr:#x} is not below 0x9f000")
 
     def pci_gap(self) -> None:
         """e820_32.c e820_register_memory(): the PCI gap line (late in setup_arch())."""
@@ -332,34 +316,27 @@ class Bootmem2625:
         """setup_usemap(), 2.6.25: the zone's pageblock flags, alloc_bootmem_node()."""
         size = mm.usemap_size_2625(z.spanned, self.cfg.pageblock_order)
         if size:
+            # setup_usemap() is inlined: the trace's caller is free_area_init_node().
             self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
-                        "setup_usemap", f"{z.name} usemap", node=0)
+                        "free_area_init_node", f"setup_usemap: {z.name} usemap", node=0)
 
     def zone_wait_table_init(self, allocator: AllocatorFacade, z: ZoneSize) -> None:
-        """zone_wait_table_init(): the zone's hashed page waitqueues, alloc_bootmem_node()."""
-        size = mm.wait_table_entries(z.spanned) * mm.WAIT_QUEUE_HEAD_SIZE
+        """zone_wait_table_init(): the zone's hashed page waitqueues, alloc_bootmem_node();
+        a wait_queue_head_t is 8 bytes on UP and 12 on SMP (its spinlock)."""
+        size = mm.wait_table_entries(z.spanned) * wait_queue_head_size(self.cfg)
         self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
                     "zone_wait_table_init", f"{z.name} wait table", node=0)
 
     def start_kernel(self, allocator: AllocatorFacade) -> None:
-        """init/main.c start_kernel(), 2.6.25, up to vfs_caches_init_early()."""
-        cfg = self.cfg
-        cmdline = self.machine.kernel.cmdline
-        # setup_command_line(): saved_command_line and static_command_line, alloc_bootmem().
-        for name in ("saved_command_line", "static_command_line"):
-            self._alloc(allocator, len(cmdline.encode()) + 1, cfg.smp_cache_bytes, self.DMA_GOAL,
-                        ANY, "setup_command_line", name)
-        if cfg.smp:
-            # arch/x86/kernel/setup.c setup_per_cpu_areas() (HAVE_SETUP_PER_CPU_AREA):
-            # PERCPU_ENOUGH_ROOM per possible cpu, alloc_bootmem_pages().
-            self.printk("percpu.setup",
-                        f"PERCPU: Allocating {cfg.percpu_size} bytes of per cpu data")
-            for cpu in range(cfg.nr_cpus):
-                self._alloc(allocator, cfg.percpu_size, PAGE_SIZE, self.DMA_GOAL, ANY,
-                            "setup_per_cpu_areas", f"per-cpu area of cpu {cpu}")
+        """init/main.c start_kernel(), 2.6.25, up to vfs_caches_init_early(): the command
+        line copies, the per-cpu areas, the zonelists, the command line, pidhash_init(),
+        console_init() (con_init()) and the dentry and inode hashes."""
+        self.setup_command_line(allocator)
+        self.setup_per_cpu_areas(allocator)
         self.build_all_zonelists()
-        self.printk("cmdline.show", f"Kernel command line: {cmdline}")
+        self.printk("cmdline.show", f"Kernel command line: {self.machine.kernel.cmdline}")
         self.pidhash_init(allocator)
+        self.con_init(allocator)
         self.vfs_caches_init_early(allocator)
 
     def build_all_zonelists(self) -> None:
@@ -415,7 +392,7 @@ class Bootmem2625:
         self.totalram_pages = released + self.totalhigh_pages
         handed = pagealloc.handed
         reserved = 0
-        for s, e in self.ram:
+        for s, e in self.page_is_ram_ranges():
             e = min(e, self.max_low_pfn)
             if s < e:
                 reserved += (e - s) - handed.count(1, min(s, len(handed)), min(e, len(handed)))
@@ -423,6 +400,18 @@ class Bootmem2625:
         self.fact(totalram_pages=self.totalram_pages, totalhigh_pages=self.totalhigh_pages,
                   reservedpages=reserved)
         return self.totalram_pages
+
+    def page_is_ram_ranges(self) -> list[tuple[int, int]]:
+        """arch/x86/mm/ioremap.c page_is_ram(), 2.6.25: the e820 RAM pfns, except page 0 ("a
+        BIOS owned area, not kernel ram") and the BIOS area 640K-1M; mem_init() counts the
+        reserved pages among these."""
+        out = []
+        for s, e in self.ram:
+            for lo, hi in ((s, min(e, 0xA0)), (max(s, 0x100), e)):
+                lo = max(lo, 1)
+                if lo < hi:
+                    out.append((lo, hi))
+        return out
 
     def highmem_handover(self, boot: Boot, sink: Any) -> int:
         """init_32.c set_highmem_pages_init() (non-NUMA): every page_is_ram() pfn of

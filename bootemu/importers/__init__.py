@@ -4,8 +4,10 @@
   without ``[    0.000000]`` timestamps) and returns the :class:`~bootemu.models.Machine` that
   reproduces that boot: the ``BIOS-e820`` table, the memory parameters of the command line, the
   arch, profile and highmem model the log shows, the SRAT memory affinity and, where the log
-  has it, the kernel image's position. It also returns notes that say what was inferred from
-  which line and what came from options.
+  has it, the kernel image's position. Given the kernel's ``.config`` and ``System.map``
+  (:mod:`bootemu.importers.kbuild`), the arch's reader (:mod:`bootemu.importers.artifacts`)
+  turns them, with the log, into the arch's ``[kernel]`` keys. It also returns notes that say
+  what was inferred from which line or file and what came from options.
 - :func:`import_memmap` reads ``/sys/firmware/memmap`` (or a directory of the same layout).
 
 Both round-trip the result through :mod:`bootemu.machine` (dump, then load with the ``--set``
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
+from bootemu.importers.artifacts import ArtifactInput, kernel_keys
 from bootemu.importers.bootlog import (
     BootLog,
     KernelImage,
@@ -33,6 +36,7 @@ from bootemu.importers.bootlog import (
     read_boot_log,
     strip_dmesg_prefix,
 )
+from bootemu.importers.kbuild import Kconfig, SystemMap
 from bootemu.importers.memmap import MEMMAP_TYPES, read_memmap
 from bootemu.models import BootemuError, KernelSpec, Machine, NumaMemory
 
@@ -90,21 +94,32 @@ _RELEASE_PAE = re.compile(r"(?:pae|bigmem)", re.IGNORECASE)
 ALLOCATOR_BY_PROFILE = {"2.6.25": "bootmem", "2.6.26-rc1": "bootmem", "6.1": "memblock"}
 
 
-def choose_allocator(profile: str) -> tuple[str, str]:
+#: The bootmem2 RFC v1 (2008-05-05) prints, from its init: ``bootmem: %lu pages on %d
+#: block(s) - map @ pfn %lx``: a kernel that prints it ran the posted RFC code.
+_RFC_BOOTMEM_LINE = re.compile(r"^bootmem: \d+ pages on \d+ block\(s\)")
+RFC_ALLOCATOR = "bootmem2-rfc1"
+
+
+def choose_allocator(profile: str, log: BootLog | None = None) -> tuple[str, str]:
     """The backend for an imported machine, and the note.
 
-    The allocator the profile's kernel really used when that backend is installed (the
-    ``bootemu.allocators`` entry points), else the machine-file default; ``--set
-    machine.allocator=NAME`` chooses another.
+    The allocator the log's kernel really ran (the RFC's ``bootmem: N pages on N block(s)``
+    line means the posted bootmem2 RFC, :data:`RFC_ALLOCATOR`), else the one the profile's
+    kernel used, when that backend is installed (the ``bootemu.allocators`` entry points);
+    otherwise the machine-file default. ``--set machine.allocator=NAME`` chooses another.
     """
     from bootemu.machine import DEFAULT_ALLOCATOR
     from bootemu.plugins import ALLOCATOR_GROUP, discover
 
-    real = ALLOCATOR_BY_PROFILE[profile]
+    real = ALLOCATOR_BY_PROFILE.get(profile, "bootmem")
+    why = f"what Linux {profile} used"
+    rfc = next((x for x in (log.lines if log else ()) if _RFC_BOOTMEM_LINE.match(x.strip())), None)
+    if rfc is not None:
+        real, why = RFC_ALLOCATOR, f"the posted bootmem2 RFC prints '{rfc.strip()}'"
     if real in discover(ALLOCATOR_GROUP):
-        return real, f"allocator {real} (what Linux {profile} used)"
+        return real, f"allocator {real} ({why})"
     return DEFAULT_ALLOCATOR, (
-        f"allocator {DEFAULT_ALLOCATOR} (Linux {profile} used {real}, which is not installed)"
+        f"allocator {DEFAULT_ALLOCATOR} (the kernel ran {real} ({why}), which is not installed)"
     )
 
 
@@ -129,6 +144,8 @@ def infer_profile(log: BootLog, option: str | None, *, source: str) -> tuple[str
     inferred: str | None = None
     if version is not None and version[0] == 6:
         inferred = "6.1"
+    elif log.release and log.release.startswith("2.6.26-rc1") and "2.6.26-rc1" in e820.PROFILES:
+        inferred = "2.6.26-rc1"  # the bootmem2 RFC's base tree
     elif version is not None and version[:2] == (2, 6):
         inferred = "2.6.25"
     said = f"'Linux version {log.release}'" if log.release else "no 'Linux version' line"
@@ -145,6 +162,9 @@ def infer_profile(log: BootLog, option: str | None, *, source: str) -> tuple[str
             f"{source}: cannot tell the profile from {said}: pass --profile "
             f"{' or --profile '.join(e820.PROFILES)}"
         )
+    if inferred == "2.6.25" and log.release and log.release.startswith("2.6.26-rc1"):
+        return inferred, (f"profile {inferred} ({said}; the 2.6.26-rc1 profile is not "
+                          "installed, its base 2.6.25 is used)")
     return inferred, f"profile {inferred} ({said})"
 
 
@@ -325,11 +345,15 @@ def import_dmesg(
     arch: str | None,
     profile: str | None,
     overrides: Sequence[str],
+    kconfig: Kconfig | None = None,
+    system_map: SystemMap | None = None,
 ) -> tuple[Machine, list[str]]:
     """The machine that reproduces the boot logged in ``text``, and notes on how it was read.
 
     ``source`` names the log in messages and gives the machine its name (the file's stem).
-    ``arch`` / ``profile`` are taken instead of what the log suggests; ``overrides`` are
+    ``arch`` / ``profile`` are taken instead of what the log suggests; ``kconfig`` /
+    ``system_map`` are the kernel's build artifacts, read by the arch's reader
+    (:mod:`bootemu.importers.artifacts`) into ``[kernel]`` keys; ``overrides`` are
     ``KEY=VALUE`` strings applied last (``kernel.highmem=64G``). Raises BootemuError, one line,
     when the text is not an x86 boot log or a decision cannot be made.
     """
@@ -363,6 +387,14 @@ def import_dmesg(
     cmdline = ""
     if raw_cmdline is None:
         notes.append("no command line in the log: kernel.cmdline is empty")
+    elif chosen_profile != "6.1" and log.cmdline_all_raw is not None and raw_cmdline is \
+            log.cmdline_all:
+        # 2008 kernels size setup_command_line()'s two copies by the whole line: keep it
+        # verbatim (the arch models only its memory parameters).
+        cmdline = log.cmdline_all_raw
+        notes.append(f"kernel.cmdline {cmdline!r} (the whole 'Kernel command line:', "
+                     f"{len(cmdline.encode())} bytes: setup_command_line() sizes two copies "
+                     "by it)")
     else:
         cmdline, dropped = memory_cmdline(raw_cmdline, profile=chosen_profile)
         said = f"the memory parameters of '{where}'" if cmdline else f"'{where}' has none"
@@ -382,12 +414,24 @@ def import_dmesg(
                 + (f" (flags kept as plain memory: {'; '.join(flagged)})" if flagged else "")
             )
 
-    allocator, note = choose_allocator(chosen_profile)
+    allocator, note = choose_allocator(chosen_profile, log)
     notes.append(note)
     config, image_notes = kernel_config(
         chosen_arch, chosen_profile, find_kernel_image(log)
     )
-    notes.extend(image_notes)
+    derived = kernel_keys(chosen_arch, ArtifactInput(
+        log=log, profile=chosen_profile, source=source, kconfig=kconfig, system_map=system_map))
+    if derived is None or not any(k in derived.values for k, _ in config):
+        notes.extend(image_notes)  # else the arch's reader has said better where they come from
+    if derived is not None:
+        if derived.highmem is not None:
+            # the arch's reader saw more (pkmap line, .config): its note replaces the guess
+            notes[:] = [n for n in notes if not n.startswith("highmem ")]
+            highmem = derived.highmem
+        config = [(k, v) for k, v in config if k not in derived.values] + derived.keys
+        notes.extend(derived.all_notes())
+    elif kconfig is not None or system_map is not None:
+        notes.append(f"arch {chosen_arch} reads no build artifacts: --kconfig/--system-map unused")
     if chosen_arch != ARCH_32:
         cpu_nodes, note = infer_cpu_nodes(log, numa)
         if cpu_nodes is not None:

@@ -178,6 +178,13 @@ class BootLog:
     cpu_nodes: list[int] = field(default_factory=list)
     possible_cpus: int | None = None
     boots: int = 0
+    #: The command line as printed, trailing blanks included (2.6.25 sizes two allocations
+    #: by its length; the kernel prints boot_command_line verbatim).
+    cmdline_all_raw: str | None = None
+    #: Every line up to the end of the first boot (firmware lines before its banner too),
+    #: cleaned (:func:`strip_dmesg_prefix`), for the arch's own readers
+    #: (:mod:`bootemu.importers.artifacts`).
+    lines: list[str] = field(default_factory=list)
 
 
 def read_boot_log(text: str, *, source: str) -> BootLog:
@@ -191,7 +198,9 @@ def read_boot_log(text: str, *, source: str) -> BootLog:
             if log.boots > 1:
                 break  # a second boot in the same capture: the first one is imported
             log.release, log.release_line = m.group(1), line.strip()
+            log.lines.append(line)
             continue
+        log.lines.append(line)  # the firmware's lines before the banner too
         if "BIOS-e820:" in line:
             entry = parse_e820_line(line, where=f"{source}:{lineno}")
             if entry is not None:
@@ -204,6 +213,7 @@ def read_boot_log(text: str, *, source: str) -> BootLog:
         m = _CMDLINE_ALL.search(line)
         if m and log.cmdline_all is None:
             log.cmdline_all = m.group(1).strip()
+            log.cmdline_all_raw = m.group(1)
             continue
         m = _LAST_PFN.search(line)
         if m and log.max_arch_pfn is None:
