@@ -47,6 +47,7 @@ def machines() -> Iterator[tuple[str, object]]:
         for p in [*(DATA / "real-boots").glob("*.log"), *(DATA / "real-boots-2008").rglob("*.log")]
         if "zoneinfo" not in p.name
     )
+    kernels = _kernels_of_2008_cases()
     for p in logs:
         rel = p.relative_to(DATA).as_posix()
         name = "log-" + rel.replace("/", "-")
@@ -57,6 +58,43 @@ def machines() -> Iterator[tuple[str, object]]:
             yield name, machine
         except BootemuError as exc:
             yield name, str(exc)
+        kernel = kernels.get(p.stem)
+        if kernel is None:
+            continue
+        # The 2008 boots again, imported with their kernel's .config and System.map.
+        try:
+            machine, _ = import_dmesg(
+                p.read_text(),
+                source=rel,
+                arch=None,
+                profile=None,
+                overrides=(),
+                **_kbuild(kernel),
+            )
+            yield name + "-kbuild", machine
+        except (BootemuError, TypeError) as exc:
+            yield name + "-kbuild", str(exc)
+
+
+def _kernels_of_2008_cases() -> dict[str, Path]:
+    """case -> its kernel's folder (``cases.txt``: ``case kernel -m ...|cmdline``)."""
+    cases = DATA / "real-boots-2008" / "cases.txt"
+    out: dict[str, Path] = {}
+    for line in cases.read_text().splitlines() if cases.exists() else ():
+        parts = line.split()
+        if len(parts) >= 2:
+            out[parts[0]] = DATA / "real-boots-2008" / "kernels" / parts[1]
+    return out
+
+
+def _kbuild(kernel: Path) -> dict[str, object]:
+    """``kconfig`` / ``system_map`` arguments of import_dmesg() for a kernel folder."""
+    from bootemu.importers.kbuild import read_kconfig, read_system_map
+
+    return {
+        "kconfig": read_kconfig(kernel / "config"),
+        "system_map": read_system_map(kernel / "System.map"),
+    }
 
 
 def take(out: Path) -> int:
