@@ -1,4 +1,4 @@
-"""numa64: a sample 64-bit NUMA arch, x86_64 style, and the example to copy for a new arch.
+"""numa64: a sample 64-bit NUMA arch, x86_64 style (for a first arch, start from examples/dt-arch).
 
 The machine: an e820 firmware map plus an SRAT-style memory-affinity table (the machine
 file's ``[[numa.memory]]`` entries: node, start, end). No highmem; zones DMA (below 16 MiB),
