@@ -95,9 +95,11 @@ def test_acpi_wakeup_takes_wakeup_size():
 
 
 def test_smp_per_cpu_areas_one_per_cpu_with_a_percpu_line():
-    b = boot(rfc(smp=True, nr_cpus=3, percpu_size=0x6000))
+    # Three processors in the MP table of an NR_CPUS=4 kernel: cpu_possible_map has three.
+    b = boot(rfc(smp=True, nr_cpus=4, mp_table=0xF5BA0, mp_cpus=3, percpu_size=0x6000))
     areas = [a for a in b.report["allocations"] if a["caller"] == "setup_per_cpu_areas"]
-    # setup.c setup_per_cpu_areas(): alloc_bootmem_pages(PERCPU_ENOUGH_ROOM) per CPU.
+    # setup.c setup_per_cpu_areas(): alloc_bootmem_pages(PERCPU_ENOUGH_ROOM) for each
+    # possible CPU (for_each_possible_cpu), not for each of NR_CPUS.
     assert [(a["size"], a["align"]) for a in areas] == [(0x6000, P)] * 3
     assert "PERCPU: Allocating 24576 bytes of per cpu data" in b.lines
     up = boot(rfc())

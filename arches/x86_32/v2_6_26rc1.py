@@ -18,8 +18,8 @@ e820_32.c, acpi/sleep.c, arch/x86/mm/init_32.c, mm/page_alloc.c, init/main.c, ke
   one page-aligned allocation per possible CPU (used once the 2.6.25 profile calls the
   per-cpu setup as a method of its own);
 - head_32.S builds the boot page tables from ``pg0`` up until they map themselves plus
-  INIT_MAP_BEYOND_END (unchanged since 2.6.25; written out here, PAE and non-PAE, because
-  the bitmap lands right after them: ``map @ pfn 266`` with System.map's ``pg0`` c0260000).
+  INIT_MAP_BEYOND_END, unchanged since 2.6.25 (inherited): the bitmap lands right after them,
+  ``map @ pfn 266`` with System.map's ``pg0`` c0260000.
 
 Unchanged and inherited: every message of the memory lines (the e820 tables, HIGHMEM/LOWMEM,
 zones, zonelists, hashes, ``Memory:``), copy_e820_map() apart from its 640K-1M fixup (which
@@ -70,34 +70,6 @@ class Linux2626rc1(Linux2625):
     }
     #: arch/x86/kernel/acpi/realmode/wakeup.h: WAKEUP_SIZE.
     WAKEUP_SIZE = 0x4000
-    #: head_32.S: LOW_PAGES = 1 << (32 - PAGE_SHIFT), BOOTBITMAP_SIZE = LOW_PAGES / 8,
-    #: ALLOCATOR_SLOP = 4.
-    LOW_PAGES = 1 << 20
-    ALLOCATOR_SLOP = 4
-
-    # ---------------------------------------------------------------------------------------
-    # head_32.S: the boot page tables
-
-    def init_map_beyond_end(self) -> int:
-        """head_32.S INIT_MAP_BEYOND_END = BOOTBITMAP_SIZE + (PAGE_TABLE_SIZE + ALLOCATOR_SLOP)
-        * PAGE_SIZE, PAGE_TABLE_SIZE = LOW_PAGES / PTRS_PER_PMD + PTRS_PER_PGD with PAE (512,
-        4), LOW_PAGES / PTRS_PER_PGD (1024) without: 8552448 and 4341760 bytes."""
-        tables = self.LOW_PAGES // 512 + 4 if self.cfg.pae else self.LOW_PAGES // 1024
-        return self.LOW_PAGES // 8 + (tables + self.ALLOCATOR_SLOP) * PAGE_SIZE
-
-    def init_pg_tables_end(self) -> int:
-        """head_32.S default_entry: page tables from ``pg0`` on, one page at a time (512
-        entries of 2 MiB in all under PAE, 1024 of 4 MiB without), until what they map
-        reaches their own end plus INIT_MAP_BEYOND_END (``cmpl %ebp,%eax; jb 10b``)."""
-        pg = self.pg0()
-        per_page = (2 if self.cfg.pae else 4) << 20
-        mapped = 0
-        while True:
-            pg += PAGE_SIZE
-            mapped += per_page
-            if mapped >= pg + self.init_map_beyond_end():
-                return pg
-
     # ---------------------------------------------------------------------------------------
     # setup_bootmem_allocator()
 
@@ -109,23 +81,9 @@ class Linux2626rc1(Linux2625):
         self.bootmap_size = -(-self.bootmap_size // PAGE_SIZE) * PAGE_SIZE
         self.fact(bootmap_size=self.bootmap_size)
 
-    def reserve_ebda_region(self, allocator: AllocatorFacade) -> None:
-        """setup_32.c reserve_ebda_region(), v2.6.26-rc1: reserve ``[lowmem, 1 MiB)``.
-
-        lowmem is the BIOS's conventional memory size (the word at 0x413, KiB); an EBDA within
-        64 KiB below it lowers it to the EBDA; no EBDA and lowmem >= 0x9f000 gives 0x9f000
-        (old Dells); 0 or >= 1 MiB gives 0x9f000. Unsigned int arithmetic, as in the kernel.
-        Not paravirtualized (QEMU pc): the BIOS data area is read.
-        """
-        lowmem = (self.cfg.bios_lowmem_kb << 10) & U32
-        ebda = self.cfg.ebda
-        if (lowmem - ebda) & U32 <= 0x10000:
-            lowmem = ebda
-        if ebda == 0 and lowmem >= 0x9F000:
-            lowmem = 0x9F000
-        if lowmem == 0 or lowmem >= 0x100000:
-            lowmem = 0x9F000
-        self._reserve(allocator, lowmem, 0x100000 - lowmem, "EBDA and BIOS (to 1 MiB)")
+    #: setup_32.c reserve_ebda_region(), v2.6.26-rc1: ``[lowmem, 1 MiB)`` instead of one page
+    #: at the EBDA (the routine is written once, in the 2.6.25 profile, for later trees).
+    reserve_ebda_region = Linux2625.reserve_bios_lowmem_to_1m
 
     def setup_per_cpu_areas(self, allocator: AllocatorFacade) -> None:
         """arch/x86/kernel/setup.c setup_per_cpu_areas(), v2.6.26-rc1: i386 SMP now has
@@ -138,7 +96,7 @@ class Linux2626rc1(Linux2625):
             return
         size = self.cfg.percpu_size
         self.printk("percpu.setup", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
-        for cpu in range(self.cfg.nr_cpus):
+        for cpu in range(self.possible_cpus()):
             self._alloc(
                 allocator,
                 size,
