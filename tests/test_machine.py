@@ -390,14 +390,23 @@ KERNEL_FIELDS = {
 }
 
 
+def _accepts(field, value) -> bool:
+    try:
+        field.parse(value, "x.toml", "kernel.k")
+    except BootemuError:
+        return False
+    return True
+
+
 def config_value(draw, field):
     """A value of the kind the arch's schema declares for the key."""
     if isinstance(field, Bool):
         return draw(st.booleans())
     if isinstance(field, Enum):
         return draw(st.sampled_from(field.choices))
-    if isinstance(field, Custom):  # numa64 cpu_nodes: any text is kept as text
-        return draw(st.text(max_size=10))
+    if isinstance(field, Custom):  # cpu_nodes, SMBIOS text or false, a number or false
+        values = st.one_of(st.text(max_size=10), st.just(False), sizes)
+        return draw(values.filter(lambda v: _accepts(field, v)))
     assert isinstance(field, Size)
     return draw(sizes)
 

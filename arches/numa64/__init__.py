@@ -170,7 +170,9 @@ class Numa64(ProfileArch):
 
     #: The machine-file tables this arch reads (:mod:`arches.numa64.schema`).
     MACHINE_SCHEMA = machine_schema(
-        tuple(PROFILES), FREE_RAM_CHOICES, SRAT_CHECK_CHOICES, _SIZE_KEYS
+        tuple(PROFILES),
+        fields(Config),
+        {"free_ram": FREE_RAM_CHOICES, "srat_check": SRAT_CHECK_CHOICES},
     )
 
     def make_profile(self, machine: Machine) -> Linux2625:

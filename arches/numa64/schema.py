@@ -7,7 +7,8 @@ the BIOS map; ``[[numa.memory]]`` the SRAT memory-affinity entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import Field as Field_
 from typing import Any
 
 from bootemu.schema import (
@@ -34,21 +35,25 @@ def _cpu_nodes(value: Any) -> str:
 
 
 def machine_schema(
-    profiles: Sequence[str],
-    free_ram: Sequence[str],
-    srat_check: Sequence[str],
-    size_keys: Sequence[str],
+    profiles: Sequence[str], config_fields: Sequence[Field_], choices: Mapping[str, Sequence[str]]
 ) -> Schema:
-    """The tables of a numa64 machine file."""
+    """The tables of a numa64 machine file: the ``[kernel]`` keys are the fields of the arch's
+    Config, each declared by its type (``int``: a size, ``bool``: a boolean), ``choices``
+    naming the enumerations; ``cpu_nodes`` is text."""
     kernel: dict[str, Field] = {
         "profile": Enum(*profiles, what="profile", default=DEFAULT_PROFILE),
         "cmdline": Str(default=""),
         "debug_bootmem": Bool(doc="CONFIG_DEBUG_BOOTMEM (bootmem prints every call)"),
-        "free_ram": Enum(*free_ram, what="free_ram"),
-        "srat_check": Enum(*srat_check, what="srat_check"),
-        "cpu_nodes": Custom(_cpu_nodes),
     }
-    kernel.update((key, Size()) for key in size_keys)
+    for f in config_fields:
+        if f.name in choices:
+            kernel[f.name] = Enum(*choices[f.name], what=f.name)
+        elif f.name == "cpu_nodes":
+            kernel[f.name] = Custom(_cpu_nodes)
+        elif str(f.type) in ("int", "bool"):
+            kernel[f.name] = Size() if str(f.type) == "int" else Bool()
+        else:  # a programming error in Config, caught by any test that imports the arch
+            raise TypeError(f"numa64 Config.{f.name}: no machine-file field for {f.type!r}")
     return {
         "kernel": Table(**kernel),
         "firmware": Table(e820=E820_ENTRIES),

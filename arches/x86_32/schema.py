@@ -11,9 +11,10 @@ meaning is in :mod:`arches.x86_32.config`), plus
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
-from arches.x86_32.config import _BOOL_KEYS, _TEXT_KEYS, CONFIG_KEYS, HIGHMEM_CHOICES
+from arches.x86_32.config import _BOOL_KEYS, _TEXT_KEYS, HIGHMEM_CHOICES, Config
 from bootemu.models import BootemuError
 from bootemu.schema import E820_ENTRIES, Bool, Custom, Enum, Field, Schema, Size, Str, Table
 from bootemu.units import parse_size
@@ -38,6 +39,25 @@ def _chassis_type(value: Any) -> int | bool:
 
 DEFAULT_PROFILE = "2.6.25"
 
+#: A Config field's annotation -> its machine-file field (a new key declares itself by its type).
+_BY_TYPE = {
+    "int": Size,
+    "bool": Bool,
+    "str | bool": lambda: Custom(_text_or_false),
+    "int | bool": lambda: Custom(_chassis_type),
+}
+
+
+def _field(name: str, annotation: str) -> Field:
+    if name in _TEXT_KEYS:
+        return Custom(_text_or_false)
+    if name in _BOOL_KEYS:
+        return Bool()
+    try:
+        return _BY_TYPE[annotation]()
+    except KeyError:  # a programming error in Config, caught by any test that imports us
+        raise TypeError(f"x86_32 Config.{name}: no machine-file field for {annotation!r}") from None
+
 
 def machine_schema(profiles: Sequence[str]) -> Schema:
     """The tables of an x86_32 machine file, for the arch's ``profiles``."""
@@ -47,13 +67,7 @@ def machine_schema(profiles: Sequence[str]) -> Schema:
         "highmem": Enum(*HIGHMEM_CHOICES, what="highmem model", doc='default "64G"'),
         "debug_bootmem": Bool(doc="CONFIG_DEBUG_BOOTMEM (bootmem prints every call)"),
     }
-    for key in CONFIG_KEYS:
-        if key in kernel:
-            continue
-        if key in _TEXT_KEYS:
-            kernel[key] = Custom(_text_or_false)
-        elif key == "dmi_chassis_type":
-            kernel[key] = Custom(_chassis_type)
-        else:
-            kernel[key] = Bool() if key in _BOOL_KEYS else Size()
+    for f in fields(Config):
+        if f.name not in kernel:
+            kernel[f.name] = _field(f.name, str(f.type))
     return {"kernel": Table(**kernel), "firmware": Table(e820=E820_ENTRIES)}
