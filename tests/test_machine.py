@@ -406,7 +406,8 @@ def config_value(draw, field):
         return draw(st.sampled_from(field.choices))
     if isinstance(field, Custom):  # cpu_nodes, SMBIOS text or false, a number or false
         values = st.one_of(st.text(max_size=10), st.just(False), sizes)
-        return draw(values.filter(lambda v: _accepts(field, v)))
+        # the value as loaded (cpu_nodes = 0 loads as the text "0")
+        return field.parse(draw(values.filter(lambda v: _accepts(field, v))), "x.toml", "k")
     assert isinstance(field, Size)
     return draw(sizes)
 
