@@ -175,3 +175,52 @@ def test_the_built_in_arches_declare_and_reserve_their_kernel_image(preset):
     assert image.label == "kernel image"
     assert start is None or image.start == start
     assert not [v for v in result.violations if v.kind == "unreserved"]
+
+
+def test_every_arch_info_fact_is_documented_and_no_backend_reads_boot_facts():
+    import dataclasses
+
+    from bootemu.contract import ArchInfo as Info
+
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    for f in dataclasses.fields(Info):
+        assert f"`{f.name}`" in doc, f.name
+    for path in (ROOT / "plugins").glob("*.py"):
+        assert ".facts" not in path.read_text(), f"{path.name} reads boot.facts"
+
+
+def test_tables_are_validated_by_the_arch_that_boots_the_machine(tmp_path):
+    """--arch (or an injected arch plugin) re-validates the arch tables with its own schema."""
+    from bootemu.machine import load_machine
+    from bootemu.sequencer import boot_machine
+
+    x86 = load_machine("qemu-pc-1g-i386")  # [kernel] highmem: an x86_32 key
+    with pytest.raises(BootemuError, match=r"qemu-pc-1g-i386.toml: kernel.highmem: unknown key"):
+        boot_machine(x86, arch="numa64")
+    # A machine whose arch is not installed keeps its tables until the plugin boots it.
+    path = tmp_path / "dt.toml"
+    text = (ROOT / "examples" / "dt-arch" / "machines" / "board-4g.toml").read_text()
+    path.write_text(text.replace('arch = "dt64"', 'arch = "dt-not-installed"'))
+    machine = load_machine(str(path))
+    assert machine.validated_for is None and "dt" in machine.raw
+
+    result = boot_machine(machine, allocator="memblock", arch_plugin=_toy_with_dt_tables())
+    assert result.boot.machine.tables["dt"]["memory"][0]["reg"] == 0x40000000
+
+
+def _toy_with_dt_tables():
+    """The toy arch of test_sequencer declaring the dt example's tables."""
+    import sys
+
+    from test_sequencer import ToyArch
+
+    sys.path.insert(0, str(ROOT / "examples" / "dt-arch"))
+    try:
+        from bootemu_dt import Dt64
+    finally:
+        sys.path.pop(0)
+
+    class Arch(ToyArch):
+        MACHINE_SCHEMA = Dt64.MACHINE_SCHEMA
+
+    return Arch()
