@@ -20,7 +20,7 @@ attribute is set before each phase. The plugin says which build facts the profil
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -39,7 +39,7 @@ from bootemu.models import (
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu.boot import Boot
-    from bootemu.contract import Allocator, ArchInfo
+    from bootemu.contract import Allocator, ArchInfo, Profile
     from bootemu.models import Machine
     from bootemu.pagealloc import PageAllocModel
 
@@ -52,24 +52,24 @@ class ProfileArch:
     """
 
     def __init__(self) -> None:
-        self.profile: Any = None
+        self.profile: Profile | None = None
 
-    def make_profile(self, machine: Machine) -> Any:
+    def make_profile(self, machine: Machine) -> Profile:
         """The profile object for one boot of ``machine`` (validates the arch's keys)."""
         raise NotImplementedError
 
-    def arch_info(self, profile: Any) -> ArchInfo:
+    def arch_info(self, profile: Profile) -> ArchInfo:
         """The build facts (:class:`bootemu.contract.ArchInfo`) of ``profile``'s kernel.
 
         By default the profile's own ``arch_info()``; a plugin whose facts follow from its
         configuration alone may answer here instead."""
         return profile.arch_info()
 
-    def owned(self, profile: Any) -> tuple[OwnedRange, ...]:
+    def owned(self, profile: Profile) -> tuple[OwnedRange, ...]:
         """The ranges ``profile``'s kernel occupies itself (``Layout.owned``): none by default."""
         return ()
 
-    def _profile(self, boot: Boot) -> Any:
+    def _profile(self, boot: Boot) -> Profile:
         if self.profile is None:  # the sequencer always checks the machine first
             self.profile = self.make_profile(boot.machine)
         self.profile.boot = boot
