@@ -12,7 +12,7 @@ Two parts:
   that was allocated or handed off without ever being reserved.
 
 Everything is range arithmetic over short sorted lists (reservations, allocations, RAM ranges,
-blocks) plus ``bitarray.find`` over the model's ``handed`` map: no loop runs once per page.
+blocks) plus the runs of the model's ``handed`` map: no loop runs once per page.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bitarray import bitarray
-
 from bootemu.boot import AllocationRecord
+from bootemu.byteranges import ByteRanges, SpreadRanges
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
     AllocRequest,
@@ -38,6 +37,7 @@ from bootemu.models import (
     subtract,
 )
 from bootemu.pagealloc import bit_runs
+from bootemu.runmap import RunMap
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from bootemu.boot import Boot
@@ -83,62 +83,6 @@ def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:
     return list(merge_ranges((pfn_down(s), pfn_up(e)) for s, e in byte_ranges))
 
 
-class ByteRanges:
-    """A set of bytes kept as sorted, disjoint, non-touching ranges.
-
-    Early boot makes one entry per request, and on large NUMA machines the number of requests
-    grows with memory (sparse_init() allocates per section), so every operation bisects and
-    touches only the ranges it changes: O(log n + k), never a rebuild of the whole list.
-    """
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-
-    @property
-    def ranges(self) -> Ranges:
-        return list(zip(self._starts, self._ends, strict=True))
-
-    def add(self, start: int, end: int) -> None:
-        if start >= end:
-            return
-        # Ranges that overlap or touch [start, end) merge with it.
-        i = bisect.bisect_left(self._ends, start)
-        j = bisect.bisect_right(self._starts, end)
-        if i < j:
-            start = min(start, self._starts[i])
-            end = max(end, self._ends[j - 1])
-        self._starts[i:j] = [start]
-        self._ends[i:j] = [end]
-
-    def remove(self, start: int, end: int) -> None:
-        if start >= end:
-            return
-        i = bisect.bisect_right(self._ends, start)
-        j = bisect.bisect_left(self._starts, end)
-        if i >= j:
-            return
-        starts: list[int] = []
-        ends: list[int] = []
-        if self._starts[i] < start:  # the head of the first range survives
-            starts.append(self._starts[i])
-            ends.append(start)
-        if self._ends[j - 1] > end:  # the tail of the last range survives
-            starts.append(end)
-            ends.append(self._ends[j - 1])
-        self._starts[i:j] = starts
-        self._ends[i:j] = ends
-
-    def overlapping(self, start: int, end: int) -> Ranges:
-        i = bisect.bisect_right(self._ends, start)
-        j = bisect.bisect_left(self._starts, end)
-        return [
-            (max(self._starts[k], start), min(self._ends[k], end))
-            for k in range(i, j)
-            if max(self._starts[k], start) < min(self._ends[k], end)
-        ]
-
-
 # --------------------------------------------------------------------------------------------
 # The recorder
 
@@ -159,10 +103,11 @@ class Recorder:
 
     def __init__(self, boot: Boot) -> None:
         self.boot = boot
-        self.reserved = ByteRanges()
-        self.allocated = ByteRanges()
+        self.reserved = SpreadRanges()
+        self.allocated = SpreadRanges()
         self.bitmap_requests: dict[str, BitmapRequest] = {}
         self.bitmaps: dict[str, tuple[int, int]] = {}
+        self._bitmap_bytes = ByteRanges()  # the bitmaps' bytes, for the quick overlap test
         self.allocs: list[tuple[AllocRequest, int]] = []
         self.overlaps: list[Violation] = []
         #: Every byte a reserve ever covered (a later free does not un-reserve it here): an
@@ -175,7 +120,15 @@ class Recorder:
         layout = self.boot.layout
         if addr is None or layout is None or size <= 0:
             return ()
-        pieces = layout.node_pieces(pfn_down(addr), pfn_up(addr + size))
+        first, last = pfn_down(addr), pfn_up(addr + size)
+        node = layout.node_of(first)
+        if node is not None and layout.node_of(last - 1) == node:
+            # The usual request: inside one block (blocks of a node never touch another
+            # node's without a gap or a block boundary, which node_pieces() would show).
+            block_end = layout.blocks[bisect.bisect_right(layout.block_starts, first) - 1].end_pfn
+            if last <= block_end:
+                return (node,)
+        pieces = layout.node_pieces(first, last)
         return tuple(sorted({n for _, _, n in pieces if n is not None}))
 
     def live_pages(self) -> Ranges:
@@ -201,6 +154,7 @@ class Recorder:
         for key, pfn in sorted(placements.items()):
             req = self.bitmap_requests.get(key)
             self.bitmaps[key] = (pfn, pfn + (req.pages if req is not None else 0))
+            self._bitmap_bytes.add(pfn_phys(pfn), pfn_phys(self.bitmaps[key][1]))
         return result
 
     @hookimpl(wrapper=True)
@@ -320,6 +274,12 @@ class Recorder:
     def _check_overlap(self, request: AllocRequest, addr: int) -> None:
         """An allocation may not share a byte with live memory (sharing a page is fine)."""
         end = addr + request.size
+        if not (
+            self.reserved.intersects(addr, end)
+            or self.allocated.intersects(addr, end)
+            or self._bitmap_bytes.intersects(addr, end)
+        ):
+            return  # the usual case: nothing to report, nothing to build
         found: list[tuple[int, int, str]] = []
         found += [(s, e, "a live reservation") for s, e in self.reserved.overlapping(addr, end)]
         found += [(s, e, "a live allocation") for s, e in self.allocated.overlapping(addr, end)]
@@ -372,7 +332,7 @@ def _tag(runs: Iterable[tuple[int, int]], detail: str) -> Iterator[tuple[int, in
 
 
 def _runs_in(
-    bits: bitarray, value: int, ranges: Iterable[tuple[int, int]]
+    bits: RunMap, value: int, ranges: Iterable[tuple[int, int]]
 ) -> Iterator[tuple[int, int]]:
     """Runs of ``value`` in ``bits`` inside each range (past the end of ``bits``: all 0)."""
     size = len(bits)
@@ -452,10 +412,15 @@ def run_checks(
     for request, addr in recorder.allocs if recorder is not None else ():
         ps, pe = pfn_down(addr), pfn_up(addr + request.size)
         name = request.label or request.caller or request.wrapper
-        detail = f"{name}: allocation at {addr:#x} touches non-RAM pages"
-        holes += _tag(subtract([(ps, pe)], ram), detail)
+        outside_ram = subtract([(ps, pe)], ram)
+        if outside_ram:  # the message is built only for the (rare) allocation it names
+            holes += _tag(outside_ram, f"{name}: allocation at {addr:#x} touches non-RAM pages")
         if request.node is None or not request.wrapper.endswith("_node"):
             continue
+        if layout.node_of(ps) == request.node and layout.node_of(pe - 1) == request.node:
+            i = bisect.bisect_right(layout.block_starts, ps) - 1
+            if pe <= layout.blocks[i].end_pfn:
+                continue  # inside one block of its own node: nothing misplaced
         for s, e, where in layout.node_pieces(ps, pe):
             if where is not None and where != request.node:
                 detail = (

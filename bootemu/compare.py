@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bootemu.models import Machine
+from bootemu.plugins import ALLOCATOR_GROUP, discover, select
 from bootemu.sequencer import BootResult, boot_machine
 
 #: Address rows listed in full up to this many requests.
@@ -22,7 +23,13 @@ VIOLATION_KINDS = ("conservation", "double-handoff", "misplaced", "hole", "overl
 def compare_machine(
     machine: Machine, allocators: Sequence[str], *, arch: str | None = None
 ) -> list[BootResult]:
-    """One boot of ``machine`` per backend name, in the order given."""
+    """One boot of ``machine`` per backend name, in the order given.
+
+    Every name is checked before the first boot, so an unknown one is reported against the
+    option that gave it (``--allocators``), not against the single-boot ``--allocator``."""
+    found = discover(ALLOCATOR_GROUP)
+    for name in allocators:
+        select(ALLOCATOR_GROUP, name, found, where="--allocators")
     return [boot_machine(machine, allocator=name, arch=arch) for name in allocators]
 
 
@@ -108,10 +115,18 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def render_table(results: Sequence[BootResult]) -> str:
-    """The comparison as a fixed-width text table, one backend per column."""
+def render_table(results: Sequence[BootResult], *, replays: Sequence[Any] = ()) -> str:
+    """The comparison as a fixed-width text table, one backend per column.
+
+    ``replays`` (:class:`bootemu.replay.ReplayResult`, one per result) add the replay's
+    count of calls that got the real kernel's address.
+    """
     header = [r.report["allocator"] for r in results]
     rows = _rows(results)
+    if replays:
+        rows.insert(
+            1, ("replayed calls at the real address", [f"{r.same}/{r.calls}" for r in replays])
+        )
     width0 = max([len("machine " + results[0].report["machine"])] + [len(k) for k, _ in rows])
     widths = [
         max([len(header[i])] + [len(vals[i]) for _, vals in rows]) for i in range(len(header))

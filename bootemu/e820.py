@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bootemu.models import E820Entry, merge_ranges, pfn_down, pfn_up
+from bootemu.models import E820Entry, KernelBug, merge_ranges, pfn_down, pfn_up
 
 # --------------------------------------------------------------------------------------------
 # Types and limits
@@ -249,7 +249,9 @@ def update_range_2625(
     as the kernel's loop re-reads ``nr_map``; being ``new_type`` they are skipped.
     """
     if old_type == new_type:
-        raise ValueError("update_memory_range(): old_type == new_type (BUG_ON in the kernel)")
+        # A BUG_ON in the kernel: an emulated BUG (outcome panic), never a Python error.
+        raise KernelBug("arch/x86/kernel/e820_32.c: update_memory_range()",
+                        "BUG_ON(old_type == new_type)")
     table = list(entries)
     end = start + size
     i = 0
@@ -284,7 +286,10 @@ def update_range(
     end does not pass ULLONG_MAX.
     """
     if old_type == new_type:
-        raise ValueError("e820__range_update(): old_type == new_type (BUG_ON in the kernel)")
+        # A BUG_ON in the kernel (reachable from memmap=nn%ss-T+T): an emulated BUG, so the
+        # boot ends as a panic with its trace and report, never as a Python error.
+        raise KernelBug("arch/x86/kernel/e820.c: __e820__range_update()",
+                        "BUG_ON(old_type == new_type)")
     size = _clamp_size(start, size)
     end = start + size
     limit = E820_MAX_ENTRIES_MODERN

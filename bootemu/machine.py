@@ -91,6 +91,12 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
     """tomllib.loads() with its error turned into ``"<file>: line N: <message>"``."""
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        # tomllib parses nested arrays / inline tables recursively; a few hundred levels
+        # exhaust Python's stack. No machine-file key nests more than two deep.
+        line = _deepest_line(text)
+        raise BootemuError(f"{source}: line {line}: arrays or inline tables nested too deeply "
+                           "to read") from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_POSITION.match(msg)
@@ -100,6 +106,31 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
             last = text.count("\n") + (0 if text.endswith("\n") else 1)
             raise BootemuError(f"{source}: line {max(last, 1)}: {msg[: -21]}") from None
         raise BootemuError(f"{source}: {msg}") from None
+
+
+def _deepest_line(text: str) -> int:
+    """The line where ``[`` / ``{`` nesting is deepest (strings and comments skipped roughly):
+    where a too-deeply nested value is, for the error message."""
+    depth = best = 0
+    best_line = line = 1
+    quote = ""
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            line += 1
+            if quote in ("#",):
+                quote = ""
+        elif quote:
+            if ch == quote and (quote == "'" or text[i - 1] != "\\"):
+                quote = ""
+        elif ch in "\"'#":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif ch in "]}":
+            depth -= 1
+    return best_line
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +143,7 @@ def _override_value(text: str) -> Any:
     profile, not a number."""
     try:
         value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
     return text if isinstance(value, float) else value
 

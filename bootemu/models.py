@@ -12,8 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bitarray import bitarray
-
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 #: include/linux/mmzone.h: MAX_ORDER 11, so free lists of orders 0..10.
@@ -156,6 +154,11 @@ class Layout:
         """Node ids that appear in a block or a zone, ascending."""
         return tuple(sorted({b.node for b in self.blocks} | {z.node for z in self.zones}))
 
+    @property
+    def block_starts(self) -> list[int]:
+        """The blocks' start pfns, ascending (for bisecting into :attr:`blocks`)."""
+        return self._starts
+
     def node_of(self, pfn: int) -> int | None:
         """The node ``pfn`` physically resides on, or None if no block holds it."""
         i = bisect.bisect_right(self._starts, pfn) - 1
@@ -210,14 +213,6 @@ class Layout:
         if pos < end_pfn:
             out.append((pos, end_pfn, self.zone_limits[-1][0]))
         return out
-
-    def ram_bitmap(self, size: int | None = None) -> bitarray:
-        """A bitarray over pfns ``[0, size or max_pfn)``; bit set = RAM the kernel manages."""
-        bits = bitarray(size if size is not None else self.max_pfn)
-        bits.setall(0)
-        for start, end in self.ram:
-            bits[start : min(end, len(bits))] = 1
-        return bits
 
     @property
     def ram_pages(self) -> int:
@@ -312,6 +307,9 @@ class AllocRequest:
     and whether failure panics. ``node`` is required by the ``*_node`` wrappers and None
     otherwise. ``caller`` is the kernel routine that made the request
     (``"alloc_large_system_hash"``), ``label`` a short human name (``"dentry hash"``).
+    ``max_addr``, when not None, replaces the wrapper's byte limit (0 = no limit): a replayed
+    real call that named its own (RFC ``bootmem_alloc_node(..., limit)``, 6.1
+    ``memblock_phys_alloc_range(..., end)`` and ``memblock_alloc_try_nid(..., max_addr, ...)``).
     """
 
     size: int
@@ -321,6 +319,7 @@ class AllocRequest:
     node: int | None = None
     caller: str = ""
     label: str = ""
+    max_addr: int | None = None
 
     def __post_init__(self) -> None:
         if self.wrapper not in ALLOC_WRAPPERS:
@@ -337,7 +336,9 @@ class AllocRequest:
 
     @property
     def limit(self) -> int:
-        """The byte limit the wrapper passes to the core search (0 = none)."""
+        """The byte limit the wrapper passes to the core search (0 = none), or ``max_addr``."""
+        if self.max_addr is not None:
+            return self.max_addr
         return ARCH_LOW_ADDRESS_LIMIT if self.low else 0
 
     @property

@@ -23,10 +23,8 @@ import bisect
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bitarray import bitarray
-from bitarray.util import zeros
-
 from bootemu.models import MAX_ORDER, Layout, Zone, merge_ranges
+from bootemu.runmap import RunMap
 
 #: The highest order a free block can reach (orders 0..MAX_ORDER-1).
 TOP_ORDER = MAX_ORDER - 1
@@ -58,22 +56,10 @@ def buddy_counts(start: int, end: int, counts: list[int]) -> None:
             counts[order] += 1
 
 
-def bit_runs(bits: bitarray, value: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
-    """Yield ``(s, e)`` for every maximal run of ``value`` in ``bits[start:stop]``.
-
-    Uses ``bitarray.find`` (C); the loop runs once per run, never once per bit.
-    """
-    other = 1 - value
-    pos = start
-    while pos < stop:
-        s = bits.find(value, pos, stop)
-        if s < 0:
-            return
-        e = bits.find(other, s, stop)
-        if e < 0:
-            e = stop
-        yield s, e
-        pos = e
+def bit_runs(bits: RunMap, value: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(s, e)`` for every maximal run of ``value`` in ``bits[start:stop]``: once per
+    run, never once per bit."""
+    return bits.runs(value, start, stop)
 
 
 class PageAllocModel:
@@ -93,7 +79,8 @@ class PageAllocModel:
     - ``released_by_order``: pages offered per chunk order of the releasing routine;
     - ``double_handoffs``: ``(start_pfn, end_pfn, first_node, second_node)`` ranges;
     - ``outside``: ``(start_pfn, end_pfn, node)`` ranges above every zone;
-    - ``handed``: bitarray over pfns, set = accepted into the free lists.
+    - ``handed``: a :class:`~bootemu.runmap.RunMap` over pfns, set = accepted into the free
+      lists.
     """
 
     def __init__(self, layout: Layout, trace: Callable[..., Any] | None = None) -> None:
@@ -102,7 +89,7 @@ class PageAllocModel:
         self._zone_names = [name for name, _ in layout.zone_limits]
         self._zone_rank = {name: i for i, name in enumerate(self._zone_names)}
         self._last_limit = layout.zone_limits[-1][1] if layout.zone_limits else 0
-        self.handed: bitarray = zeros(layout.max_pfn)
+        self.handed = RunMap(layout.max_pfn)
         self.received = 0
         self.offered = 0
         self.released_by_order: dict[int, int] = {}
@@ -158,7 +145,7 @@ class PageAllocModel:
     def _file(self, node: int, zone: str, s: int, e: int) -> int:
         """File ``[s, e)`` (inside one zone) under ``(node, zone)``; returns pages accepted."""
         if e > len(self.handed):
-            self.handed.extend(zeros(e - len(self.handed)))
+            self.handed.grow(e)
         if self.handed.find(1, s, e) < 0:
             new = [(s, e)]
         else:

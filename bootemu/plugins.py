@@ -95,14 +95,18 @@ def discover(
     return found
 
 
-def select(group: str, name: str, found: Mapping[str, PluginInfo]) -> PluginInfo:
-    """The plugin called ``name``, or a usage error listing the known ones."""
+def select(
+    group: str, name: str, found: Mapping[str, PluginInfo], *, where: str = ""
+) -> PluginInfo:
+    """The plugin called ``name``, or a usage error listing the known ones; ``where`` names
+    what asked for it (``"m.toml: machine.arch"``, ``"--allocator"``) at the head of the line."""
     try:
         return found[name]
     except KeyError:
         kind = {ARCH_GROUP: "arch", ALLOCATOR_GROUP: "allocator"}.get(group, "plugin")
         known = ", ".join(found) or "none installed"
-        raise BootemuError(f"unknown {kind} {name!r} (known: {known})") from None
+        head = f"{where}: " if where else ""
+        raise BootemuError(f"{head}unknown {kind} {name!r} (known: {known})") from None
 
 
 def make_manager(plugins: Sequence[tuple[object, str]]) -> pluggy.PluginManager:

@@ -101,14 +101,18 @@ def boot_machine(
     """
     arch_name = arch or machine.arch
     alloc_name = allocator or machine.allocator
+    # A bad name is reported against what gave it: the option, or the machine file's key.
     if arch_plugin is None:
-        arch_plugin = select(ARCH_GROUP, arch_name, discover(ARCH_GROUP)).load()()
+        where = "--arch" if arch else f"{machine.source}: machine.arch"
+        arch_plugin = select(ARCH_GROUP, arch_name, discover(ARCH_GROUP), where=where).load()()
     if machine.raw is not None and machine.validated_for != arch_name:
         # Loaded before its arch was known (or for another one): the arch's tables are
         # validated by the schema of the arch that boots it.
         machine = apply_schema(machine, schema_of(arch_plugin), arch_name)
     if allocator_plugin is None:
-        allocator_plugin = select(ALLOCATOR_GROUP, alloc_name, discover(ALLOCATOR_GROUP)).load()()
+        where = "--allocator" if allocator else f"{machine.source}: machine.allocator"
+        info = select(ALLOCATOR_GROUP, alloc_name, discover(ALLOCATOR_GROUP), where=where)
+        allocator_plugin = info.load()()
     observers = [
         (info.load()(), f"observer:{name}")
         for name, info in discover(OBSERVER_GROUP, disabled=disabled).items()

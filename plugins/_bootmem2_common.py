@@ -2,18 +2,16 @@
 block registration / tracing base class.
 
 Private to bootmem2 (no entry point of its own; only ``plugins.bootmem2`` and
-``plugins.bootmem2_rfc1`` import it), split out
-to keep each file at one idea. Every bitmap is a ``bitarray`` indexed by ``pfn - base``, bit
-set = reserved. Searches jump with ``find`` and hand-off walks free runs: nothing loops over
-single pfns.
+``plugins.bootmem2_rfc1`` import it), split out to keep each file at one idea. Every bitmap is a
+:class:`~bootemu.runmap.RunMap` (the bits kept as runs) indexed by ``pfn - base``, bit set =
+reserved. Searches jump with ``find`` and hand-off walks free runs: nothing loops over single
+pfns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-from bitarray import bitarray
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -27,12 +25,13 @@ from bootemu.models import (
     pfn_phys,
     pfn_up,
 )
+from bootemu.runmap import RunMap
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu.boot import Boot
 
 
-def first_fit(bits: bitarray, base: int, lo: int, hi: int, pages: int, step: int,
+def first_fit(bits: RunMap, base: int, lo: int, hi: int, pages: int, step: int,
               start: int) -> int | None:
     """First pfn ``>= start`` in ``[lo, hi)``, a multiple of ``step``, with ``pages`` clear bits.
 
@@ -56,7 +55,7 @@ def first_fit(bits: bitarray, base: int, lo: int, hi: int, pages: int, step: int
     return None
 
 
-def search(bits: bitarray, base: int, lo: int, hi: int, pages: int, step: int,
+def search(bits: RunMap, base: int, lo: int, hi: int, pages: int, step: int,
            goal_pfn: int, retry: bool) -> int | None:
     """Search ``[lo, hi)`` from the goal if it lies inside, else from ``lo``.
 
@@ -91,7 +90,7 @@ def place(last_end: int, start_pfn: int, size: int, align: int, lo: int) -> tupl
     return addr, pfn_down(addr) + merged, pfn_up(addr + size)
 
 
-def release_runs(bits: bitarray, base: int, block: Block, bits_per_long: int,
+def release_runs(bits: RunMap, base: int, block: Block, bits_per_long: int,
                  sink: PageSink, node: int) -> int:
     """Hand the block's clear bits to ``sink``: ``bootmem_release_block()`` (v1) /
     ``free_all_bootmem_block()`` (III). Returns the page count.

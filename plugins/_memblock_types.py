@@ -2,7 +2,8 @@
 
 Private to the memblock backend (no entry point of its own; only ``plugins.memblock`` imports
 it), split out to keep each file at one idea: this one is data structure, the other one the
-kernel routines. Everything here is plain sorted Python lists plus bisect.
+kernel routines. The sorted sets are :class:`plugins._sorted_keys.SortedKeys` (chunked, so an
+insert or removal in the middle of a million regions does not shift the other ones).
 
 Why a gap index: memblock's top-down search walks the free ranges from the top and returns the
 first one that fits. On a machine that makes tens of thousands of early allocations (the 4 TiB
@@ -15,9 +16,10 @@ kernel's order, and so returns the kernel's answer.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Iterator
+
+from plugins._sorted_keys import SortedKeys
 
 #: mm/memblock.c: the static region arrays (INIT_MEMBLOCK_RESERVED_REGIONS defaults to it).
 INIT_MEMBLOCK_REGIONS = 128
@@ -58,6 +60,25 @@ def free_pages_chunks(start: int, end: int, top: int) -> Iterator[tuple[int, int
         pos = stop
 
 
+def _merge_below(sets: list[SortedKeys], hi: int) -> Iterator[int]:
+    """The keys below ``hi`` of disjoint sets, descending: a heap of each set's next key
+    (a neighbour search per step: cheaper than a generator per set, most walks stop early)."""
+    heap = []
+    for k, keys in enumerate(sets):
+        x = keys.lower(hi)
+        if x is not None:
+            heap.append((-x, k))
+    heapq.heapify(heap)
+    while heap:
+        neg, k = heap[0]
+        yield -neg
+        x = sets[k].lower(-neg)
+        if x is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (-x, k))
+
+
 class GapIndex:
     """The non-empty gaps between the regions of one type, filed by what they can hold.
 
@@ -70,49 +91,94 @@ class GapIndex:
     gap still passes. :meth:`desc` merges the classes that can hold a request, highest
     address first; :meth:`refresh` re-reads the gaps that touch an address window after the
     regions changed there (every change is local: after the first use of an alignment
-    nothing is rebuilt).
+    nothing is rebuilt). Starts are :class:`SortedKeys`, so filing or dropping a gap costs
+    O(log n) however many there are.
     """
 
     def __init__(self) -> None:
-        self.starts: list[int] = []  # every gap start, sorted
+        self.starts = SortedKeys()  # every gap start
         self.end: dict[int, int] = {}
-        self.classes: dict[int, dict[int, list[int]]] = {}  # alignment -> class -> starts
+        self.classes: dict[int, dict[int, SortedKeys]] = {}  # alignment -> class -> starts
         self.aligns: list[int] = [1]
         self._add(0, INF)  # the empty type: one gap over everything
 
     def _keys(self, s: int, e: int, aligns: list[int] | None = None) -> list[tuple[int, int]]:
-        caps = ((a, e - round_up(s, a)) for a in aligns or self.aligns)
-        return [(a, cap.bit_length() - 1) for a, cap in caps if cap > 0]
+        """``(alignment, class)`` of each alignment the gap ``[s, e)`` holds a block of."""
+        out = []
+        for a in aligns or self.aligns:
+            cap = e - (((s - 1) | (a - 1)) + 1)  # e - round_up(s, a)
+            if cap > 0:
+                out.append((a, cap.bit_length() - 1))
+        return out
+
+    def _same_classes(self, s: int, e: int, f: int) -> bool:
+        """Whether the gaps ``[s, e)`` and ``[s, f)`` are filed alike (:meth:`_keys`): the
+        same capacity bit length for every alignment, 0 standing for "not filed"."""
+        for a in self.aligns:
+            r = ((s - 1) | (a - 1)) + 1  # round_up(s, a)
+            if max(e - r, 0).bit_length() != max(f - r, 0).bit_length():
+                return False
+        return True
+
+    def _file(self, a: int, c: int, s: int) -> None:
+        by_class = self.classes.get(a)
+        if by_class is None:
+            by_class = self.classes[a] = {}
+        cls = by_class.get(c)
+        if cls is None:
+            cls = by_class[c] = SortedKeys()
+        cls.add(s)
 
     def _add(self, s: int, e: int) -> None:
-        bisect.insort(self.starts, s)
+        self.starts.add(s)
         self.end[s] = e
         for a, c in self._keys(s, e):
-            bisect.insort(self.classes.setdefault(a, {}).setdefault(c, []), s)
+            self._file(a, c, s)
 
     def _drop(self, s: int) -> None:
         for a, c in self._keys(s, self.end.pop(s)):
-            cls = self.classes[a][c]
-            del cls[bisect.bisect_left(cls, s)]
+            self.classes[a][c].remove(s)
+        self.starts.remove(s)
 
-    def refresh(self, bases: list[int], ends: list[int], lo: int, hi: int) -> None:
-        """Coverage changed inside ``[lo, hi)``: replace the gaps touching ``[lo, hi]``."""
-        i = bisect.bisect_right(self.starts, hi)
-        j = i
-        while j > 0 and self.end[self.starts[j - 1]] >= lo:
-            j -= 1
-        for s in self.starts[j:i]:
-            self._drop(s)
-        del self.starts[j:i]
-        k = bisect.bisect_right(ends, lo) - 1
-        pos, m = (ends[k] if k >= 0 else 0), k + 1
-        while pos <= hi:
-            nxt = bases[m] if m < len(bases) else INF
-            if nxt > pos and nxt >= lo:
-                self._add(pos, nxt)
-            if m >= len(bases):
+    def refresh(self, regions: MemblockType, lo: int, hi: int) -> None:
+        """Coverage changed inside ``[lo, hi)``: replace the gaps touching ``[lo, hi]``.
+
+        A gap that keeps its start and its classes (the common case: a region was added at
+        one end of it, it only got shorter) just gets its new end, without refiling."""
+        old: dict[int, int] = {}
+        for s in self.starts.desc(hi + 1):  # gap ends ascend with their starts
+            if self.end[s] < lo:
                 break
-            pos, m = ends[m], m + 1
+            old[s] = self.end[s]
+        new: list[tuple[int, int]] = []
+        pos = regions.prev_end(lo)
+        bases, ends = regions.bases, regions.end
+        b = bases.floor(lo)  # then the regions ending above lo, one neighbour search each
+        if b is None or ends[b] <= lo:
+            b = bases.higher(lo)
+        while pos <= hi:
+            nxt = INF if b is None else b
+            if nxt > pos and nxt >= lo:
+                new.append((pos, nxt))
+            if b is None:
+                break
+            pos = ends[b]
+            b = bases.higher(b)
+        fresh = dict(new)
+        kept = set()
+        for s, e in old.items():
+            f = fresh.get(s)
+            if f is not None and self._same_classes(s, e, f):
+                kept.add(s)
+            else:
+                self._drop(s)
+        for s, e in new:
+            if s in kept:
+                self.end[s] = e
+            else:
+                if s in self.end:  # not expected (old holds every gap touching the window)
+                    self._drop(s)
+                self._add(s, e)
 
     def desc(self, hi: int, size: int, align: int) -> Iterator[tuple[int, int]]:
         """Gaps starting below ``hi`` that might hold ``size`` bytes aligned to ``align``
@@ -120,48 +186,50 @@ class GapIndex:
         a = align if align > 0 and align & (align - 1) == 0 else 1
         if a not in self.aligns:
             self.aligns.append(a)
-            for s in self.starts:
+            for s in self.starts:  # ascending: each class grows at its end
                 for _, c in self._keys(s, self.end[s], [a]):
-                    # the starts ascend, so each class list stays sorted
-                    self.classes.setdefault(a, {}).setdefault(c, []).append(s)
+                    self._file(a, c, s)
         low = max(size, 1).bit_length() - 1
-        heap: list[tuple[int, int, int]] = []
-        classes = self.classes.get(a, {})
-        for c, starts in classes.items():
-            if c >= low:
-                k = bisect.bisect_left(starts, hi) - 1
-                if k >= 0:
-                    heap.append((-starts[k], c, k))
-        heapq.heapify(heap)
-        while heap:
-            neg, c, k = heapq.heappop(heap)
-            s = -neg
-            e = self.end[s]
-            if e - round_up(s, a) >= size:
+        fit = [cls for c, cls in self.classes.get(a, {}).items() if c >= low and cls]
+        if len(fit) == 1:
+            walk = fit[0].desc(hi)
+        elif sum(map(len, fit)) == len(self.starts):
+            # every gap is in a fitting class (small requests): the starts, no merge
+            walk = self.starts.desc(hi)
+        else:
+            walk = _merge_below(fit, hi)
+        end = self.end
+        for s in walk:
+            e = end[s]
+            cap = e - round_up(s, a)
+            if cap >= size and cap > 0:  # cap > 0: filed at all (a zero-size request)
                 yield s, e
-            if k > 0:
-                heapq.heappush(heap, (-classes[c][k - 1], c, k - 1))
 
 
 class MemblockType:
     """struct memblock_type: regions sorted, disjoint and merged, ``max`` of them in the array.
 
-    Kept as parallel lists (bases, ends, nids); flags are always MEMBLOCK_NONE (no hotplug,
-    mirror or nomap memory is emulated). An empty type holds the kernel's zero-size dummy
-    region, so :attr:`cnt` is 1 then, as the doubling test sees it. ``array`` is where the
-    region array lives: None for the static __initdata one, else the physical address
-    memblock_double_array() found for it. ``gaps`` (for ``reserved``) is kept up to date by
-    every method that changes coverage; the lists are changed only through these methods.
+    Kept as the sorted set of bases (:class:`SortedKeys`) with each region's end and nid in
+    dicts keyed by its base: an insert, merge, split or removal costs O(log n), not the
+    kernel's memmove of the array's tail (the emulated array's ``cnt`` and ``max``, and so
+    every memblock_double_array(), are the kernel's all the same). Flags are always
+    MEMBLOCK_NONE (no hotplug, mirror or nomap memory is emulated). An empty type holds the
+    kernel's zero-size dummy region, so :attr:`cnt` is 1 then, as the doubling test sees it.
+    ``array`` is where the region array lives: None for the static __initdata one, else the
+    physical address memblock_double_array() found for it. ``gaps`` (for ``reserved``) is
+    kept up to date by every method that changes coverage; the regions are changed only
+    through these methods.
     """
 
     def __init__(self, name: str, indexed: bool = False) -> None:
         self.name = name
         self.max = INIT_MEMBLOCK_REGIONS
-        self.bases: list[int] = []
-        self.ends: list[int] = []
-        self.nids: list[int] = []
+        self.bases = SortedKeys()
+        self.end: dict[int, int] = {}
+        self.nid: dict[int, int] = {}
         self.array: int | None = None
         self.gaps = GapIndex() if indexed else None
+        self._flat: tuple[list[int], list[int], list[int]] | None = None
 
     @property
     def cnt(self) -> int:
@@ -169,39 +237,69 @@ class MemblockType:
 
     @property
     def total_size(self) -> int:
-        return sum(self.ends) - sum(self.bases)
+        return sum(self.end[b] - b for b in self.bases)
 
     @property
     def regions(self) -> list[tuple[int, int, int]]:
         """``(base, size, nid)`` of each region, in order."""
-        return [(b, e - b, n) for b, e, n in zip(self.bases, self.ends, self.nids, strict=True)]
+        return [(b, self.end[b] - b, self.nid[b]) for b in self.bases]
+
+    def asc(self, addr: int) -> Iterator[tuple[int, int, int]]:
+        """``(base, end, nid)`` of the regions ending above ``addr``, ascending (where the
+        kernel's ``bisect_right(ends, addr)`` would start)."""
+        b = self.bases.floor(addr)
+        first = b if b is not None and self.end[b] > addr else addr + 1
+        end, nid = self.end, self.nid
+        for b in self.bases.asc(first):
+            yield b, end[b], nid[b]
+
+    def desc(self, addr: int) -> Iterator[tuple[int, int, int]]:
+        """``(base, end, nid)`` of the regions starting below ``addr``, descending."""
+        end, nid = self.end, self.nid
+        for b in self.bases.desc(addr):
+            yield b, end[b], nid[b]
+
+    def prev_end(self, addr: int) -> int:
+        """The end of the last region ending at or below ``addr`` (0 if none)."""
+        b = self.bases.floor(addr)
+        if b is not None and self.end[b] > addr:
+            b = self.bases.lower(b)
+        return 0 if b is None else self.end[b]
+
+    def flat(self) -> tuple[list[int], list[int], list[int]]:
+        """Bases, ends and nids as plain lists, rebuilt after a change: for ``memory`` (a
+        few regions, changed a few times a boot, searched on every request)."""
+        if self._flat is None:
+            bases = list(self.bases)
+            self._flat = bases, [self.end[b] for b in bases], [self.nid[b] for b in bases]
+        return self._flat
 
     def _changed(self, lo: int, hi: int) -> None:
+        self._flat = None
         if self.gaps is not None:
-            self.gaps.refresh(self.bases, self.ends, lo, hi)
+            self.gaps.refresh(self, lo, hi)
 
     def overlaps(self, base: int, end: int) -> bool:
-        """memblock_overlaps_region() for ``[base, end)`` (bisect, not a walk)."""
-        i = bisect.bisect_right(self.ends, base)
-        return i < len(self.bases) and self.bases[i] < end
+        """memblock_overlaps_region() for ``[base, end)`` (a search, not a walk)."""
+        return next((b < end for b, _, _ in self.asc(base)), False)
 
     def uncovered(self, base: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[base, end)`` that no region covers, ascending."""
         out, pos = [], base
-        i = bisect.bisect_right(self.ends, base)
-        while pos < end and i < len(self.bases) and self.bases[i] < end:
-            if self.bases[i] > pos:
-                out.append((pos, self.bases[i]))
-            pos = max(pos, self.ends[i])
-            i += 1
+        for b, e, _ in self.asc(base):
+            if pos >= end or b >= end:
+                break
+            if b > pos:
+                out.append((pos, b))
+            pos = max(pos, e)
         if pos < end:
             out.append((pos, end))
         return out
 
     def node_at(self, addr: int) -> int | None:
         """The nid of the region holding ``addr`` (memblock_search()), None if none."""
-        i = bisect.bisect_right(self.bases, addr) - 1
-        return self.nids[i] if i >= 0 and addr < self.ends[i] else None
+        b = self.bases.floor(addr)
+        return self.nid[b] if b is not None and addr < self.end[b] else None
 
     def fill(self, pieces: list[tuple[int, int]], nid: int) -> None:
         """memblock_insert_region() for each piece (all in gaps), then memblock_merge_regions()
@@ -209,36 +307,44 @@ class MemblockType:
         array is already merged (every operation keeps it so): the kernel's result."""
         if len(self.bases) + len(pieces) > self.max:  # callers grow the array first
             raise OverflowError(f"memblock: {self.name}: BUG_ON(type->cnt >= type->max)")
-        idx = []
+        bases, end, nids = self.bases, self.end, self.nid
         for s, e in pieces:
-            i = bisect.bisect_left(self.bases, s)
-            self.bases.insert(i, s)
-            self.ends.insert(i, e)
-            self.nids.insert(i, nid)
-            idx.append(i)
-        i, hi = max(min(idx) - 1, 0), max(idx) + 1
-        while i < min(hi, len(self.bases) - 1):
-            if self.ends[i] == self.bases[i + 1] and self.nids[i] == self.nids[i + 1]:
-                self.ends[i] = self.ends[i + 1]
-                del self.bases[i + 1], self.ends[i + 1], self.nids[i + 1]
-                hi -= 1
+            bases.add(s)
+            end[s] = e
+            nids[s] = nid
+        first, last = pieces[0][0], pieces[-1][0]
+        before, after = bases.lower(first), bases.higher(last)
+        window = bases.between(
+            first if before is None else before, last + 1 if after is None else after + 1
+        )
+        cur = window[0]
+        for b in window[1:]:
+            if end[cur] == b and nids[cur] == nids[b]:
+                end[cur] = end.pop(b)
+                del nids[b]
+                bases.remove(b)
             else:
-                i += 1
-        self._changed(pieces[0][0], pieces[-1][1])
+                cur = b
+        self._changed(first, pieces[-1][1])
 
     def split(self, addr: int) -> None:
         """Half of memblock_isolate_range(): cut the region that straddles ``addr`` (both
         halves keep its node; coverage does not change)."""
-        k = bisect.bisect_right(self.bases, addr) - 1
-        if k >= 0 and self.bases[k] < addr < self.ends[k]:
-            self.bases.insert(k + 1, addr)
-            self.ends.insert(k + 1, self.ends[k])
-            self.nids.insert(k + 1, self.nids[k])
-            self.ends[k] = addr
+        b = self.bases.floor(addr)
+        if b is not None and b < addr < self.end[b]:
+            self.bases.add(addr)
+            self.end[addr] = self.end[b]
+            self.nid[addr] = self.nid[b]
+            self.end[b] = addr
+            self._flat = None
 
-    def delete(self, i: int, j: int) -> None:
-        """memblock_remove_region() for regions ``[i, j)`` (an emptied type is the dummy)."""
-        if i < j:
-            lo, hi = self.bases[i], self.ends[j - 1]
-            del self.bases[i:j], self.ends[i:j], self.nids[i:j]
-            self._changed(lo, hi)
+    def delete(self, lo: int, hi: int) -> None:
+        """memblock_remove_region() for the regions starting in ``[lo, hi)`` (an emptied type
+        is the dummy)."""
+        doomed = self.bases.between(lo, hi)
+        if doomed:
+            first, last = doomed[0], self.end[doomed[-1]]
+            for b in doomed:
+                self.bases.remove(b)
+                del self.end[b], self.nid[b]
+            self._changed(first, last)

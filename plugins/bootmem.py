@@ -6,7 +6,8 @@ memory blocks of a node, only its span, so on interleaved NUMA two nodes' spans 
 pfn has a bit in both bitmaps. The quirks of 2.6.25 are reproduced on purpose and marked
 ``# 2.6.25 quirk:`` (reference: boot-allocators.md §1.2-1.8, §5).
 
-Everything is bitmap slice assignment and ``bitarray.find``; nothing loops per pfn (except the
+Everything is bitmap slice assignment and ``find`` on a :class:`~bootemu.runmap.RunMap` (the
+bits kept as runs, so a node map costs its runs, not its span); nothing loops per pfn (except the
 per-page text of CONFIG_DEBUG_BOOTMEM's "reserved twice" lines, as the kernel prints them).
 """
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from bitarray import bitarray
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -33,6 +32,7 @@ from bootemu.models import (
     pfn_phys,
     pfn_up,
 )
+from bootemu.runmap import RunMap
 
 if TYPE_CHECKING:  # pragma: no cover
     from bootemu.boot import Boot
@@ -75,7 +75,7 @@ class BootmemData:
     node_low_pfn: int
     mapstart: int
     map_bytes: int
-    map: bitarray | None
+    map: RunMap | None
     last_offset: int = 0
     last_pos: int = 0
     last_success: int = 0
@@ -103,17 +103,9 @@ def link_bootmem(bdata_list: list[BootmemData], bdata: BootmemData) -> None:
     bdata_list.append(bdata)
 
 
-def runs(bits: bitarray, value: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
+def runs(bits: RunMap, value: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
     """Yield the maximal runs ``[a, b)`` of ``value`` bits inside ``bits[start:stop]``."""
-    pos = start
-    while pos < stop:
-        a = bits.find(value, pos, stop)
-        if a < 0:
-            return
-        b = bits.find(1 - value, a, stop)
-        b = stop if b < 0 else b
-        yield a, b
-        pos = b
+    return bits.runs(value, start, stop)
 
 
 class _NoTrace:
@@ -159,8 +151,7 @@ class Bootmem:
         ``bootmem_data_t`` is zero. Returns the map size in bytes.
         """
         mapsize = get_mapsize(end - start, self.bits_per_long)
-        bits = bitarray(mapsize * 8, endian="little")
-        bits.setall(1)
+        bits = RunMap(mapsize * 8, 1)
         bdata = BootmemData(node, start, end, mapstart, mapsize, bits)
         self.nodes[node] = bdata
         link_bootmem(self.bdata_list, bdata)
@@ -265,7 +256,7 @@ class Bootmem:
         bits[sidx:eidx] = 0
 
     @staticmethod
-    def _map(bdata: BootmemData, where: str) -> bitarray:
+    def _map(bdata: BootmemData, where: str) -> RunMap:
         if bdata.map is None:
             # The kernel would write into the bitmap page it already gave to the buddy allocator.
             raise KernelBug(where, f"node {bdata.node} bitmap used after free_all_bootmem_core()")
@@ -354,10 +345,12 @@ class Bootmem:
             if bits.find(1, start, start + areasize) >= 0:
                 raise KernelBug(where, "allocated page already reserved")
             bits[start : start + areasize] = 1
+        # Which node's bitmap served it (x86_64 2008 traces print it as "core bdata_start=").
+        self.trace("alloc.core", node=bdata.node, bdata_start=nbs, size=size, addr=ret)
         return ret
 
     @staticmethod
-    def _scan(bits: bitarray, preferred: int, eidx: int, areasize: int, incr: int) -> int | None:
+    def _scan(bits: RunMap, preferred: int, eidx: int, areasize: int, incr: int) -> int | None:
         """The first-fit loop of __alloc_bootmem_core(), 2.6.25, by jumps instead of bit steps.
 
         Same candidates as the kernel's loop: next clear bit, ALIGN to ``incr``; the window

@@ -12,9 +12,9 @@ Two backends, both never merged upstream (reference §2):
 Both implement the *intended* design of the posted code; each class docstring lists the defects
 of the posted patch that are deliberately not reproduced. The v1 code exactly as posted, every
 defect kept, is :mod:`plugins.bootmem2_rfc1` (``bootmem2-rfc1``), a subclass of
-:class:`Bootmem2`. Bitmaps are ``bitarray`` objects (bit set = reserved); searches jump with
-``find`` and hand-off walks free runs, so no path loops over single pfns. The Python is written
-from the RFC mails, not copied from them.
+:class:`Bootmem2`. Bitmaps are :class:`~bootemu.runmap.RunMap` objects (bit set = reserved,
+kept as runs); searches jump with ``find`` and hand-off walks free runs, so no path loops over
+single pfns. The Python is written from the RFC mails, not copied from them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from bitarray import bitarray
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -40,6 +38,7 @@ from bootemu.models import (
     pfn_down,
     pfn_up,
 )
+from bootemu.runmap import RunMap
 from plugins._bootmem2_common import (
     Bootmem2Common,
     check_request,
@@ -106,13 +105,15 @@ class Bootmem2(Bootmem2Common):
 
     def __init__(self) -> None:
         super().__init__()
-        self._map: bitarray | None = None
+        self._map: RunMap | None = None
         self._base = 0  # the pfn of bit 0 of the map
         self._min_pfn = 0
         self._max_pfn = 0
         self._mapstart = 0
         self._functional = False
         self._slots: list[Block] = []
+        self._slot_bids: list[int] = []
+        self._node_slots: dict[int, list[int]] = {}
         self._live = 0  # bootmem_nr_blocks: blocks not yet released
         self._last: dict[int, int] = {}  # bootmem_block_last[bid]
 
@@ -144,6 +145,11 @@ class Bootmem2(Bootmem2Common):
         self._map, self._base = self._make_map()
         self._mapstart = mapstart
         self._slots = self._slot_order()
+        # Fixed from here on: computed once, not per request (61 000 requests at 4 TiB).
+        self._slot_bids = self._bids(self._slots)
+        self._node_slots: dict[int, list[int]] = {}
+        for i, b in enumerate(self._slots):
+            self._node_slots.setdefault(b.node, []).append(i)
         self._live = len(self._slots)
         self._functional = self._enabled = True
         pages = self._max_pfn - self._min_pfn
@@ -155,14 +161,12 @@ class Bootmem2(Bootmem2Common):
         )
         return True
 
-    def _make_map(self) -> tuple[bitarray, int]:
+    def _make_map(self) -> tuple[RunMap, int]:
         """The map filled with ones and the pfn of its bit 0: bit ``pfn - min_pfn`` (defect 1
         fixed; :mod:`plugins.bootmem2_rfc1` indexes by absolute pfn, as posted)."""
-        bits = bitarray(self._max_pfn - self._min_pfn)
-        bits.setall(1)
-        return bits, self._min_pfn
+        return RunMap(self._max_pfn - self._min_pfn, 1), self._min_pfn
 
-    def _check(self, start: int, end: int) -> bitarray:
+    def _check(self, start: int, end: int) -> RunMap:
         """``check_bootmem_parms()``: functional, and the pfn range inside [min, max)."""
         if self._map is None or not self._functional:
             raise KernelBug(f"{V1}: check_bootmem_parms()", "BUG_ON(!bootmem_functional)")
@@ -236,8 +240,8 @@ class Bootmem2(Bootmem2Common):
             # RFC v1 quirk: bid -1 borrows block 0's merge slot ("XXX: Find a more
             # appropriate slot"); place() keeps a merge inside the range searched.
             return self._alloc_in(0, self._min_pfn, self._max_pfn, request, request.goal)
-        bids = self._bids(self._slots)
-        mine = [i for i, b in enumerate(self._slots) if b.node == request.node]
+        bids = self._slot_bids
+        mine = self._node_slots.get(request.node, [])
         goal, goal_pfn = request.goal, pfn_down(request.goal)
         first = next((k for k, i in enumerate(mine)
                       if self._slots[i].start_pfn <= goal_pfn < self._slots[i].end_pfn), None)
@@ -302,7 +306,7 @@ class _BlockMap:
 
     block: Block
     key: str
-    bits: bitarray
+    bits: RunMap
     mapstart: int
     last_end: int = 0
 
@@ -368,8 +372,7 @@ class Bootmem2PerBlock(Bootmem2Common):
         """``init_bootmem_block()`` for every block: its map filled with ones, linked."""
         by_block: dict[int, _BlockMap] = {}
         for i, b in enumerate(self._address_order()):
-            bits = bitarray(b.pages)
-            bits.setall(1)
+            bits = RunMap(b.pages, 1)
             by_block[i] = _BlockMap(b, f"block{i}", bits, placement(placements, f"block{i}"))
         self._addr = [by_block[i] for i in sorted(by_block)]
         self._find = [bm for bm in self._addr if bm.block.pages]  # empty blocks hold no pfn

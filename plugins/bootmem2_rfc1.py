@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitarray import bitarray
-
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
     PAGE_SHIFT,
@@ -36,6 +34,7 @@ from bootemu.models import (
     pfn_down,
     pfn_up,
 )
+from bootemu.runmap import RunMap
 from plugins._bootmem2_common import release_pages, release_runs
 from plugins.bootmem2 import Bootmem2
 
@@ -100,7 +99,7 @@ class Bootmem2Rfc1(Bootmem2):
         self._defects[name] = self._defects.get(name, 0) + 1
         self._trace("alloc.defect", defect=name, **fields)
 
-    def _make_map(self) -> tuple[bitarray, int]:
+    def _make_map(self) -> tuple[RunMap, int]:
         """``bootmem_setup()``: ``memset(map, 0xff, bootmem_map_bytes())``; bit = absolute pfn."""
         nbits = self._map_bytes() * 8
         # RFC v1 defect: the map holds max - min bits but is indexed by absolute pfn.
@@ -110,9 +109,8 @@ class Bootmem2Rfc1(Bootmem2):
                 f"posted v1 code indexes its {nbits}-bit map by absolute pfn and would write "
                 "past it (RFC v1 defect 1); not emulated, use bootmem2"
             )
-        bits = bitarray(nbits)
-        bits.setall(1)
-        return bits, 0
+        # kept as runs (bootemu.runmap): a map over 2**34 pfns costs its runs, not 2 GiB
+        return RunMap(nbits, 1), 0
 
     @hookimpl
     def bootemu_alloc_enable(self, placements: Any) -> bool:

@@ -113,6 +113,7 @@ class Memblock:
     def __init__(self) -> None:
         self.boot: Boot | None = None
         self.blocks: list[Block] = []
+        self._top_of_blocks = 0
         self.memory = MemblockType("memory")
         self.reserved = MemblockType("reserved", indexed=True)
         self.bottom_up = False
@@ -150,7 +151,7 @@ class Memblock:
         """memblock.current_limit: the top of registered memory unless set."""
         if self._limit is not None:
             return self._limit
-        return pfn_phys(max((b.end_pfn for b in self.blocks), default=0))
+        return self._top_of_blocks
 
     def set_current_limit(self, limit: int) -> None:
         """memblock_set_current_limit()."""
@@ -207,19 +208,22 @@ class Memblock:
         if not t.bases:  # the empty array's dummy region is simply overwritten
             t.fill([(base, end)], nid)
             return 0
-        nr_new = len(t.uncovered(base, end))
-        if not nr_new:
+        pieces = t.uncovered(base, end)
+        if not pieces:
             return 0
-        while t.cnt + nr_new > t.max:
-            if self.double_array(t, base, size) < 0:
-                return ENOMEM
-        t.fill(t.uncovered(base, end), nid)  # the second pass: the array may have changed
+        if t.cnt + len(pieces) > t.max:
+            while t.cnt + len(pieces) > t.max:
+                if self.double_array(t, base, size) < 0:
+                    return ENOMEM
+            pieces = t.uncovered(base, end)  # the second pass: the array has changed
+        t.fill(pieces, nid)
         return 0
 
     def isolate_range(self, t: MemblockType, base: int, size: int) -> tuple[int, int] | None:
         """memblock_isolate_range(): split regions crossing the bounds; returns the index
         range of the regions inside, or None (-ENOMEM) when the array could not grow by the
-        two regions a split may add."""
+        two regions a split may add. The regions are named by their bases (those in the
+        returned window), not by array indices; the count and doubling are the kernel's."""
         size = self.cap(base, size)
         if size <= 0:
             return 0, 0
@@ -228,7 +232,7 @@ class Memblock:
                 return None
         t.split(base)
         t.split(base + size)
-        return bisect.bisect_left(t.bases, base), bisect.bisect_left(t.bases, base + size)
+        return base, base + size
 
     def remove_range(self, t: MemblockType, base: int, size: int) -> int:
         """memblock_remove_range(): isolate, then drop the regions inside. 0 or -ENOMEM."""
@@ -300,37 +304,40 @@ class Memblock:
         ``align`` are skipped, and so are those above ``hi`` and below ``lo``: the search
         clamps a range to ``[start, end]`` and needs ``size`` bytes there, so none of those
         could fit (see plugins._memblock_types).
+
+        As the kernel's walk, memory regions outside (highest first, regions of other nodes
+        skipped), the gaps of ``reserved`` inside each: the pieces are disjoint, so this is
+        the kernel's descending order, and a request for one node of many interleaved ones
+        never visits the gaps lying in the other nodes' memory.
         """
-        mem = self.memory
-        assert self.reserved.gaps is not None
-        for gs, ge in self.reserved.gaps.desc(hi, size, align):
-            if ge <= lo:
-                return
-            s, e = max(gs, lo), min(ge, hi)
-            i = bisect.bisect_left(mem.bases, e) - 1
-            while i >= 0 and mem.ends[i] > s:
-                if nid in (NUMA_NO_NODE, mem.nids[i]):
-                    yield max(mem.bases[i], s), min(mem.ends[i], e), mem.nids[i]
-                i -= 1
+        bases, ends, nids = self.memory.flat()
+        gaps = self.reserved.gaps
+        assert gaps is not None
+        i = bisect.bisect_left(bases, hi) - 1
+        while i >= 0 and ends[i] > lo:
+            if nid in (NUMA_NO_NODE, nids[i]):
+                s, e = max(bases[i], lo), min(ends[i], hi)
+                for gs, ge in gaps.desc(e, size, align):
+                    if ge <= s:
+                        break
+                    yield max(gs, s), min(ge, e), nids[i]
+            i -= 1
 
     def free_ranges(self, nid: int, lo: int = 0) -> Iterator[tuple[int, int, int]]:
         """for_each_free_mem_range(): the same ranges ascending, from ``lo`` up."""
         mem, res = self.memory, self.reserved
-        for i in range(bisect.bisect_right(mem.ends, lo), len(mem.bases)):
-            me, mn = mem.ends[i], mem.nids[i]
+        for mb, me, mn in mem.asc(lo):
             if nid not in (NUMA_NO_NODE, mn):
                 continue
-            pos = max(mem.bases[i], lo)
-            k = bisect.bisect_right(res.ends, pos)
-            while pos < me:
-                if k < len(res.bases) and res.bases[k] < me:
-                    if res.bases[k] > pos:
-                        yield pos, res.bases[k], mn
-                    pos = max(pos, res.ends[k])
-                    k += 1
-                else:
-                    yield pos, me, mn
+            pos = max(mb, lo)
+            for rb, rend, _ in res.asc(pos):
+                if pos >= me or rb >= me:
                     break
+                if rb > pos:
+                    yield pos, rb, mn
+                pos = max(pos, rend)
+            if pos < me:
+                yield pos, me, mn
 
     def find_in_range_node(self, size: int, align: int, start: int, end: int, nid: int) -> int:
         """memblock_find_in_range_node(): ``end`` ACCESSIBLE means current_limit; the first
@@ -403,6 +410,8 @@ class Memblock:
             raise ValueError(f"memblock: block {start_pfn:#x}-{end_pfn:#x} ends before its start")
         self.blocks.append(Block(start_pfn, end_pfn, node))
         self.blocks.sort()
+        # kept, not recomputed: every search asks for current_limit (twice per request)
+        self._top_of_blocks = pfn_phys(max(b.end_pfn for b in self.blocks))
         self.trace("alloc.block.register", node=node, start_pfn=start_pfn, end_pfn=end_pfn)
         return True
 

@@ -66,6 +66,13 @@ def test_unknown_backend_lists_the_known_ones(capsys):
         assert known in line
 
 
+def test_compare_names_the_option_that_gave_an_unknown_backend(capsys):
+    line = _one_line_error(
+        capsys, main(["compare", "qemu-pc-1g-i386", "--allocators", "bootmem,slab"])
+    )
+    assert line.startswith("bootemu: --allocators: unknown allocator 'slab'")
+
+
 def test_unknown_arch_and_unknown_preset(capsys):
     line = _one_line_error(capsys, main(["boot", "qemu-pc-1g-i386", "--arch", "mips"]))
     assert "unknown arch 'mips'" in line and "x86_32" in line

@@ -13,6 +13,7 @@ page of RAM.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from bootemu.models import PAGE_SIZE, KernelPanic, merge_ranges
@@ -56,6 +57,36 @@ def top_down(free: Ranges, size: int, align: int, lo: int, hi: int) -> int | Non
     return None
 
 
+class _Free:
+    """memblock.memory minus memblock.reserved as sorted ranges, shrinking as page-table pages
+    are taken: each search and take bisects (a fresh subtraction per page would make the boot
+    quadratic in the page tables, which grow with RAM: one PMD page per GiB)."""
+
+    def __init__(self, ranges: Ranges) -> None:
+        self.starts = [s for s, _ in ranges]
+        self.ends = [e for _, e in ranges]
+
+    def top_down(self, size: int, align: int, lo: int, hi: int) -> int | None:
+        """:func:`top_down` over the same ranges, starting at the last one below ``hi``."""
+        k = bisect.bisect_left(self.starts, hi) - 1
+        while k >= 0 and self.ends[k] > lo:
+            s, e = max(self.starts[k], lo), min(self.ends[k], hi)
+            if e >= size:
+                cand = (e - size) // align * align
+                if cand >= s:
+                    return cand
+            k -= 1
+        return None
+
+    def take(self, a: int, b: int) -> None:
+        """Remove ``[a, b)``, which lies inside one range."""
+        k = bisect.bisect_right(self.starts, a) - 1
+        s, e = self.starts[k], self.ends[k]
+        pieces = [(x, y) for x, y in ((s, a), (b, e)) if x < y]
+        self.starts[k : k + 1] = [x for x, _ in pieces]
+        self.ends[k : k + 1] = [y for _, y in pieces]
+
+
 def _split(s: int, e: int, memory: Ranges) -> list[tuple[int, int, bool]]:
     """split_mem_range() without gigabyte pages (QEMU's default CPU has no pdpe1gb):
     a 4 KiB head up to the first 2 MiB boundary, 2 MiB pages, a 4 KiB tail; then
@@ -88,6 +119,7 @@ def init_mem_mapping(memory: Ranges, reserved: Ranges, image: tuple[int, int], e
     """
     have: set[tuple[int, int]] = set()  # (level, index): PUD pages per 512 GiB, PMD per GiB...
     taken: Ranges = []
+    free = _Free(subtract(memory, reserved))
     brk = INIT_PGT_BUF_PAGES
     mapped = [0, 0]  # min_pfn_mapped, max_pfn_mapped (as bytes)
 
@@ -97,10 +129,10 @@ def init_mem_mapping(memory: Ranges, reserved: Ranges, image: tuple[int, int], e
             brk -= 1
             return
         if mapped[0] < mapped[1]:
-            free = subtract(memory, [*reserved, *taken])
-            addr = top_down(free, PAGE_SIZE, PAGE_SIZE, mapped[0], mapped[1])
+            addr = free.top_down(PAGE_SIZE, PAGE_SIZE, mapped[0], mapped[1])
             if addr is not None:
                 taken.append((addr, addr + PAGE_SIZE))
+                free.take(addr, addr + PAGE_SIZE)
                 return
         raise KernelPanic("alloc_low_pages: can not alloc memory")
 

@@ -1,4 +1,7 @@
-"""numa64 as a spring-2008 x86_64 kernel boots it (profile ``"2.6.25"``).
+"""numa64's first model of a spring-2008 x86_64 kernel, from hand arithmetic: now the base
+(:class:`Numa64Base`) whose bitmap placement, node-by-node frees and layout the ``6.1`` profile
+inherits. The ``2.6.25`` profile itself, held to real 2.6.25 boots, is
+:mod:`arches.numa64.kernel_2625`.
 
 Sources (torvalds/linux history and mailing-list patches, read with the look-up tools):
 arch/x86/mm/numa_64.c of 2.6.24/25 (code-index id 125227935: early_node_mem(),
@@ -69,6 +72,9 @@ USEMAP_SIZE = 24
 PMD_SIZE, PUD_SIZE, PGDIR_SIZE = 2 << 20, 1 << 30, 512 << 30
 #: include/asm-x86/pgtable_64.h: VMEMMAP_START, where the virtual mem_map begins.
 VMEMMAP_START = 0xFFFFE20000000000
+#: include/asm-x86/pgtable_64.h, 2.6.25: MAXMEM, the most physical memory the direct mapping
+#: covers (64 TiB - 1); e820_end_of_ram() caps end_pfn_map, and so end_pfn, at MAXMEM >> 12.
+MAXMEM = 0x3FFFFFFFFFFF
 #: include/asm-x86/trampoline.h: SMP_TRAMPOLINE_BASE (two pages).
 SMP_TRAMPOLINE_BASE = 0x6000
 #: SMP_CACHE_BYTES of a generic x86_64 build (CONFIG_X86_L1_CACHE_SHIFT 7).
@@ -88,8 +94,11 @@ def blocks_from(ram: list[tuple[int, int]], memblks: list[tuple[int, int, int]])
     return sorted(Block(s, e, n) for n, rs in per_node.items() for s, e in merge_ranges(rs))
 
 
-class Linux2625(Srat2625):
-    """The 2008 kernel: data sheet (constants, defaults) plus the routines of each phase."""
+class Numa64Base(Srat2625):
+    """The first numa64 model of a 2008 kernel, built from hand arithmetic: the routines the
+    ``6.1`` profile still inherits (bitmap placement, node-by-node frees, the layout), kept as
+    they were so that 6.1 stays exact. The ``2.6.25`` profile itself is
+    :class:`arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
 
     PROFILE = "2.6.25"
     #: Defaults of a 2008 x86_64 distribution build. [I] marks an assumption, not a fact read
@@ -212,9 +221,11 @@ class Linux2625(Srat2625):
 
     def end_of_ram(self, boot: Boot) -> int:
         """e820_64.c e820_end_of_ram(): the highest RAM pfn, capped by ``mem=`` (end_user_pfn)
-        and end_pfn_map (the highest pfn of any e820 entry, printed) [R]."""
+        and end_pfn_map (the highest pfn of any e820 entry, itself capped at MAXMEM >> 12,
+        printed) [R]. RAM above MAXMEM is silently left out, as the kernel leaves it."""
         end_pfn = e820.find_max_pfn_2625(boot.e820)
-        end_pfn_map = max([end_pfn, *(e.end >> 12 for e in boot.e820)])
+        end_pfn_map = min(max([end_pfn, *(e.end >> 12 for e in boot.e820)]), MAXMEM >> 12)
+        end_pfn = min(end_pfn, end_pfn_map)
         if self.end_user_pfn is not None:
             end_pfn = min(end_pfn, self.end_user_pfn)
         boot.printk("e820.end_pfn_map", f"end_pfn_map = {end_pfn_map}", end_pfn_map=end_pfn_map)
@@ -367,11 +378,14 @@ class Linux2625(Srat2625):
     def sections(self) -> list[tuple[int, int]]:
         """sparse_memory_present_with_active_regions(): present sections and their node (the
         last active range touching a section names it: memory_present() overwrites)."""
-        nid: dict[int, int] = {}
-        for b in self.lay.blocks:
-            for pnum in range(b.start_pfn // SECTION_PAGES, (b.end_pfn - 1) // SECTION_PAGES + 1):
-                nid[pnum] = b.node
-        return sorted(nid.items())
+        out: list[tuple[int, int]] = []
+        for b in self.lay.blocks:  # sorted and disjoint: only a first section can repeat
+            first = b.start_pfn // SECTION_PAGES
+            while out and out[-1][0] >= first:
+                out.pop()
+            node = b.node
+            out.extend((pnum, node) for pnum in range(first, (b.end_pfn - 1) // SECTION_PAGES + 1))
+        return out
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """paging_init() (sparse_init(), free_area_init_nodes()), setup_per_cpu_areas(),
@@ -437,6 +451,11 @@ class Linux2625(Srat2625):
         size = self.cfg.percpu_size
         boot.printk("percpu.size", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
         online = self.memory_nodes()
+        if not online:
+            # No node holds a page of RAM (SRAT ranges that cover no whole page): the
+            # node-local request falls back to every node, finds nothing and panics as
+            # __alloc_bootmem() does (mm/bootmem.c, 2.6.25).
+            raise KernelPanic("Out of memory", printk=(f"bootmem alloc of {size} bytes failed!",))
         rr = 0
         for cpu, node in enumerate(self.cpu_nodes()):
             if node not in online:
@@ -481,4 +500,4 @@ class Linux2625(Srat2625):
         boot.printk("mm.summary", line, free_pages=free, reserved_pages=reserved)
 
 
-__all__ = ["GiB", "Linux2625", "Numa", "blocks_from", "pieces"]
+__all__ = ["GiB", "Numa", "Numa64Base", "blocks_from", "pieces"]

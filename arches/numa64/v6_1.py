@@ -41,10 +41,10 @@ from arches.numa64.v2_6_25 import (
     MAX_DMA32_PFN,
     MAX_DMA_PFN,
     SECTION_PAGES,
-    Linux2625,
     blocks_from,
     pieces,
 )
+from arches.numa64.v2_6_25 import Numa64Base as Linux2625  # what 6.1 shares with 2008
 from arches.numa64.v6_1_mm import NR_CPUS, Mm61
 from arches.numa64.v6_1_numa import Numa61
 from bootemu import e820

@@ -181,11 +181,14 @@ class Numa61:
     def sections(self) -> list[tuple[int, int]]:
         """mm/sparse.c memory_present(), 6.1: a section's early nid is set once
         (``if (!ms->section_mem_map)``), so the *first* memory range touching it names it."""
-        nid: dict[int, int] = {}
-        for b in self.lay.blocks:
-            for pnum in range(b.start_pfn // SECTION_PAGES, (b.end_pfn - 1) // SECTION_PAGES + 1):
-                nid.setdefault(pnum, b.node)
-        return sorted(nid.items())
+        out: list[tuple[int, int]] = []
+        for b in self.lay.blocks:  # sorted and disjoint: only a first section can be named
+            first = b.start_pfn // SECTION_PAGES
+            if out and out[-1][0] >= first:
+                first = out[-1][0] + 1
+            node = b.node
+            out.extend((pnum, node) for pnum in range(first, (b.end_pfn - 1) // SECTION_PAGES + 1))
+        return out
 
 
 __all__ = ["Numa61"]

@@ -149,10 +149,11 @@ class Linux61(Mm61, Linux2625):
         self.e820 = remove_range(self.e820, start, size, old_type)
 
     def update(self, start: int, size: int, old_type: int, new_type: int) -> None:
-        """e820__range_update(), with its ``e820: update`` line."""
+        """e820__range_update(), with its ``e820: update`` line (printed after its BUG_ON)."""
+        table = update_range(self.e820, start, size, old_type, new_type)
         self.printk("e820.update", format_update(start, size, old_type, new_type), start=start,
                     size=size)
-        self.e820 = update_range(self.e820, start, size, old_type, new_type)
+        self.e820 = table
 
     def parse_mem(self, value: str) -> None:
         """parse_memopt(): ``mem=nopentium`` clears PSE; ``mem=0`` is refused; otherwise all

@@ -134,6 +134,12 @@ class Mm61(Early61, Bootmem2625):
         lines += [f"  node {0:3d}: [mem {pfn_phys(s):#018x}-{pfn_phys(e) - 1:#018x}]"
                   for s, e in self.active]
         self.printk("zone.ranges", lines)
+        if not self.active:
+            # No RAM reached memblock.memory (e.g. a non-PAE kernel drops the one RAM entry
+            # that ends above 4 GiB): get_pfn_range_for_nid() gives start == end, the node is
+            # set up as memoryless and alloc_node_mem_map() has nothing to map.
+            self.printk("zone.node", "Initmem setup node 0 as memoryless", node=0)
+            return
         start, end = self.active[0][0], max(e for _, e in self.active)
         self.printk("zone.node", f"Initmem setup node 0 [mem {pfn_phys(start):#018x}-"
                     f"{pfn_phys(end) - 1:#018x}]", node=0)

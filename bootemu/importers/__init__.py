@@ -437,6 +437,13 @@ def import_dmesg(
         if cpu_nodes is not None:
             config.append(("cpu_nodes", cpu_nodes))
         notes.append(note)
+    if derived is not None and derived.get("srat_check") == "hulls":
+        # x86_64 2.6.25 as released printed each node's hull: its ranges, read back (numa64)
+        from arches.numa64.kbuild import srat_ranges
+
+        numa = tuple(srat_ranges(numa, hulls=True))
+        shown = ", ".join(f"{m.node}:{m.start:#x}-{m.end:#x}" for m in numa)
+        notes.append(f"numa.memory: the SRAT lines are node hulls (2.6.25), read back as {shown}")
     for item in overrides:
         notes.append(f"{item} (from --set)")
 

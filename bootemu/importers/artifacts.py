@@ -29,6 +29,7 @@ __all__ = ["READERS", "ArtifactInput", "KernelKeys", "kernel_keys"]
 #: Arch name -> ``"module:function"`` of its reader.
 READERS: dict[str, str] = {
     "x86_32": "arches.x86_32.kbuild:kernel_keys",
+    "numa64": "arches.numa64.kbuild:kernel_keys",
 }
 
 
