@@ -1,12 +1,19 @@
-"""numa64 as Linux 6.1 boots it, from the zone counts to the VFS hash tables.
+"""numa64 as Linux 6.1 boots it, from the zone counts to the VFS hash tables and mem_init().
 
 The 6.1 profile's (:mod:`arches.numa64.v6_1`) lines between paging_init() and mm_init(), and
 the numbers behind them. Sources: arch/x86/mm/init.c memblock_find_dma_reserve(),
 mm/page_alloc.c (free_area_init_core(), calc_memmap_size(), build_all_zonelists(),
-page_alloc_init(), alloc_large_system_hash()), arch/x86/kernel/e820.c e820__setup_pci_gap(),
+page_alloc_init(), alloc_large_system_hash(); memmap_init() and defer_init(), as of commit
+dac22531bbd4 of torvalds/linux), arch/x86/kernel/e820.c e820__setup_pci_gap(),
 arch/x86/kernel/setup_percpu.c setup_per_cpu_areas(), fs/dcache.c dcache_init_early() /
 dcache_init(), fs/inode.c inode_init_early() / inode_init(), mm/vmalloc.c
-__vmalloc_node_range(); the generic arithmetic is in :mod:`bootemu.linux61`.
+__vmalloc_node_range(), kernel/dma/swiotlb.c swiotlb_init_remap(), arch/x86/mm/init_64.c
+mem_init() / preallocate_vmalloc_pages(); the generic arithmetic is in :mod:`bootemu.linux61`.
+
+The ``Memory:`` free figure of the real amd64 boots, e.g. amd64_512M's 207548K: node 0's last
+zone DMA32 starts at pfn 0x1000, so first_deferred_pfn = 0x10000 (the first section-aligned
+pfn after 0x8000 counted); below it the free RAM is 0xff00 pages minus the kernel image
+(13329) = 51951, less 64 vmalloc PUD pages = 51887 pages.
 
 Held to the real Debian 6.1 amd64 boots: ``Total pages: 1031904`` (5 GiB guests) is, on the
 4 GiB case, DMA 3998 - 64 memmap - 158 dma_reserve = 3776, DMA32 782304 - 12224 = 770080,
