@@ -57,6 +57,7 @@ def folder(case: str) -> Path:
     """The data folder holding ``case``'s log and its kernel's artifacts."""
     return EXTRA if case in EXTRA_CASES else DATA
 
+
 #: The lines of early memory set-up that x86_64 2.6.25 prints (format strings of e820_64.c,
 #: page_alloc.c, srat_64.c, numa_64.c, init_64.c, setup64.c, pid.c, swiotlb.c, dcache.c,
 #: inode.c); a line is kept when one of them matches it whole.
@@ -246,6 +247,15 @@ def test_importer_reads_the_srat_code_and_the_build() -> None:
         (0, 4 << 30, 6 << 30),
         (1, 6 << 30, 9 << 30),
     ]
+
+
+def test_importer_reads_the_rejected_srat_entry() -> None:
+    """tn2625s_overlap_4g prints node 0's range, then "SRAT: PXM 1 (40000000-140000000)
+    overlaps with PXM 0 (0-80000000)" and "SRAT: SRAT not used.": the second entry is only in
+    the error line (PXM 1 is node 1 by its "SRAT: PXM 1 -> APIC 1 -> Node 1" line)."""
+    for artifacts in (True, False):
+        numa = [(m.node, m.start, m.end) for m in emulate("tn2625s_overlap_4g", artifacts)[3].numa]
+        assert numa == [(0, 0, 2 * G), (1, 1 * G, 5 * G)]
 
 
 def _node_of(machine: Any, addr: int) -> int | None:
