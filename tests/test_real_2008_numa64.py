@@ -14,6 +14,8 @@ compares:
 - the verdict: where the real kernel put every node allocation on its node's memory (per the
   SRAT ranges), bootemu's checks find nothing misplaced; where it panicked, bootemu panics.
 
+The same checks run on the boots of ``tests/data/real-boots-2008-x86_64-extra`` (other layouts
+on rebuilds of the same two kernels, each imported with its own kernel's artifacts).
 Expectations come only from the real logs; nothing here was produced by bootemu. Run
 ``python tests/test_real_2008_numa64.py`` for a per-case summary with the first differences.
 """
@@ -247,6 +249,17 @@ def test_importer_reads_the_srat_code_and_the_build() -> None:
         (0, 4 << 30, 6 << 30),
         (1, 6 << 30, 9 << 30),
     ]
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if "PANIC: early exception" in real_log(c)])
+def test_bugs_in_the_routine_of_the_real_call_trace(case: str) -> None:
+    """The routine of the real Call Trace's first frame (where the ud2 of BUG() is) is the
+    one bootemu's panic names."""
+    frame = re.search(r"Call Trace:\n \[<[0-9a-f]+>\] (\w+)\+", real_log(case))
+    assert frame is not None
+    report = emulate(case)[0]
+    assert report["outcome"] == "panic"
+    assert f"{frame.group(1)}()" in report["panic_message"]
 
 
 def test_importer_reads_the_rejected_srat_entry() -> None:
