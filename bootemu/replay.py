@@ -161,6 +161,10 @@ class ReplayArch:
         return bool(self.inner.bootemu_arch_check_machine(machine=machine))
 
     @hookimpl
+    def bootemu_arch_info(self, machine: Machine) -> Any:
+        return self.inner.bootemu_arch_info(machine=machine)
+
+    @hookimpl
     def bootemu_arch_firmware(self, boot: Any) -> bool:
         self.boot = boot
         return bool(self.inner.bootemu_arch_firmware(boot=boot))
