@@ -180,6 +180,22 @@ class GapIndex:
                     self._drop(s)
                 self._add(s, e)
 
+    def split_gap(self, s: int, e: int) -> None:
+        """:meth:`refresh` after ``[s, e)``, inside one gap, became covered: that gap keeps
+        what lies below ``s`` (same start: kept as in :meth:`refresh` when filed alike) and a
+        new gap starts at ``e`` when the old one went on past it."""
+        gs = self.starts.floor(s)
+        assert gs is not None
+        ge = self.end[gs]
+        if gs < s and self._same_classes(gs, ge, s):
+            self.end[gs] = s
+        else:
+            self._drop(gs)
+            if gs < s:
+                self._add(gs, s)
+        if e < ge:
+            self._add(e, ge)
+
     def desc(self, hi: int, size: int, align: int) -> Iterator[tuple[int, int]]:
         """Gaps starting below ``hi`` that might hold ``size`` bytes aligned to ``align``
         (all that do, and some that do not), highest first."""
@@ -285,6 +301,11 @@ class MemblockType:
 
     def uncovered(self, base: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[base, end)`` that no region covers, ascending."""
+        b = self.bases.floor(base)
+        if b is None or self.end[b] <= base:  # base is free: one piece unless a region follows
+            nxt = self.bases.higher(base)
+            if nxt is None or nxt >= end:
+                return [(base, end)] if base < end else []
         out, pos = [], base
         for b, e, _ in self.asc(base):
             if pos >= end or b >= end:
@@ -308,6 +329,9 @@ class MemblockType:
         if len(self.bases) + len(pieces) > self.max:  # callers grow the array first
             raise OverflowError(f"memblock: {self.name}: BUG_ON(type->cnt >= type->max)")
         bases, end, nids = self.bases, self.end, self.nid
+        if len(pieces) == 1:  # the usual request: one piece, merged by neighbour searches
+            self._fill_one(pieces[0][0], pieces[0][1], nid)
+            return
         for s, e in pieces:
             bases.add(s)
             end[s] = e
@@ -326,6 +350,28 @@ class MemblockType:
             else:
                 cur = b
         self._changed(first, pieces[-1][1])
+
+    def _fill_one(self, s: int, e: int, nid: int) -> None:
+        """:meth:`fill` of the one piece ``[s, e)`` lying in a gap: its neighbours below and
+        above are the whole merge window, and the gap it lay in is the only one that changes
+        (see :meth:`GapIndex.split_gap`): the same regions and gaps as the general case."""
+        bases, end, nids = self.bases, self.end, self.nid
+        before, after = bases.lower(s), bases.higher(s)
+        if before is not None and end[before] == s and nids[before] == nid:
+            cur = before
+            end[before] = e
+        else:
+            bases.add(s)
+            end[s] = e
+            nids[s] = nid
+            cur = s
+        if after is not None and end[cur] == after and nids[after] == nid:
+            end[cur] = end.pop(after)
+            del nids[after]
+            bases.remove(after)
+        self._flat = None
+        if self.gaps is not None:
+            self.gaps.split_gap(s, e)
 
     def split(self, addr: int) -> None:
         """Half of memblock_isolate_range(): cut the region that straddles ``addr`` (both
