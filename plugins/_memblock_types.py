@@ -27,6 +27,8 @@ INIT_MEMBLOCK_REGIONS = 128
 NUMA_NO_NODE = -1
 #: Past every address (PHYS_ADDR_MAX + 1 for any phys_addr_t): the end of the last gap.
 INF = 1 << 64
+#: How many gaps :meth:`GapIndex.desc` tries in address order before merging size classes.
+PROBE = 8
 
 
 def round_down(x: int, y: int) -> int:
@@ -100,6 +102,7 @@ class GapIndex:
         self.end: dict[int, int] = {}
         self.classes: dict[int, dict[int, SortedKeys]] = {}  # alignment -> class -> starts
         self.aligns: list[int] = [1]
+        self.filed: dict[int, SortedKeys] = {1: SortedKeys()}  # alignment -> every filed start
         self._add(0, INF)  # the empty type: one gap over everything
 
     def _keys(self, s: int, e: int, aligns: list[int] | None = None) -> list[tuple[int, int]]:
@@ -128,6 +131,7 @@ class GapIndex:
         if cls is None:
             cls = by_class[c] = SortedKeys()
         cls.add(s)
+        self.filed[a].add(s)
 
     def _add(self, s: int, e: int) -> None:
         self.starts.add(s)
@@ -138,6 +142,7 @@ class GapIndex:
     def _drop(self, s: int) -> None:
         for a, c in self._keys(s, self.end.pop(s)):
             self.classes[a][c].remove(s)
+            self.filed[a].remove(s)
         self.starts.remove(s)
 
     def refresh(self, regions: MemblockType, lo: int, hi: int) -> None:
@@ -202,9 +207,26 @@ class GapIndex:
         a = align if align > 0 and align & (align - 1) == 0 else 1
         if a not in self.aligns:
             self.aligns.append(a)
+            self.filed[a] = SortedKeys()
             for s in self.starts:  # ascending: each class grows at its end
                 for _, c in self._keys(s, self.end[s], [a]):
                     self._file(a, c, s)
+        # The walk yields exactly the gaps below hi whose capacity is at least size (and > 0),
+        # descending. The first PROBE gaps filed for the alignment are tried one by one (a
+        # top-down search usually stops there: the slivers alignment leaves are not filed);
+        # the class merge below is only set up when the search goes on past them.
+        end = self.end
+        n = 0
+        for s in self.filed[a].desc(hi):
+            e = end[s]
+            if e - round_up(s, a) >= size:
+                yield s, e
+            n += 1
+            if n == PROBE:
+                hi = s
+                break
+        else:
+            return
         low = max(size, 1).bit_length() - 1
         fit = [cls for c, cls in self.classes.get(a, {}).items() if c >= low and cls]
         if len(fit) == 1:
@@ -214,7 +236,6 @@ class GapIndex:
             walk = self.starts.desc(hi)
         else:
             walk = _merge_below(fit, hi)
-        end = self.end
         for s in walk:
             e = end[s]
             cap = e - round_up(s, a)
