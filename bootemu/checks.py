@@ -149,13 +149,13 @@ class Recorder:
         if addr is None or layout is None or size <= 0:
             return ()
         first, last = pfn_down(addr), pfn_up(addr + size)
-        node = layout.node_of(first)
-        if node is not None and layout.node_of(last - 1) == node:
+        i = bisect.bisect_right(layout.block_starts, first) - 1
+        if i >= 0:
             # The usual request: inside one block (blocks of a node never touch another
             # node's without a gap or a block boundary, which node_pieces() would show).
-            block_end = layout.blocks[bisect.bisect_right(layout.block_starts, first) - 1].end_pfn
-            if last <= block_end:
-                return (node,)
+            block = layout.blocks[i]
+            if first < block.end_pfn and last <= block.end_pfn:
+                return (block.node,)
         pieces = layout.node_pieces(first, last)
         return tuple(sorted({n for _, _, n in pieces if n is not None}))
 

@@ -119,7 +119,8 @@ class GapIndex:
         same capacity bit length for every alignment, 0 standing for "not filed"."""
         for a in self.aligns:
             r = ((s - 1) | (a - 1)) + 1  # round_up(s, a)
-            if max(e - r, 0).bit_length() != max(f - r, 0).bit_length():
+            x, y = e - r, f - r
+            if (x if x > 0 else 0).bit_length() != (y if y > 0 else 0).bit_length():
                 return False
         return True
 
