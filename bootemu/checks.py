@@ -245,13 +245,14 @@ class Recorder:
         )
 
     def _record_alloc(self, request: AllocRequest, addr: int | None) -> None:
-        self.boot.allocations.append(
+        boot, limit = self.boot, request.limit  # limit is computed: once per request
+        boot.allocations.append(
             AllocationRecord(
                 op="alloc",
                 size=request.size,
                 align=request.align,
                 goal=request.goal,
-                limit=request.limit,
+                limit=limit,
                 node=request.node,
                 addr=addr,
                 nodes_touched=self._nodes_touched(addr, request.size),
@@ -260,13 +261,13 @@ class Recorder:
                 label=request.label,
             )
         )
-        self.boot.trace(
+        boot.trace(
             "alloc.request",
             wrapper=request.wrapper,
             size=request.size,
             align=request.align,
             goal=request.goal,
-            limit=request.limit,
+            limit=limit,
             node=request.node,
             addr=addr,
             caller=request.caller,
