@@ -352,7 +352,8 @@ class MemblockType:
             raise OverflowError(f"memblock: {self.name}: BUG_ON(type->cnt >= type->max)")
         bases, end, nids = self.bases, self.end, self.nid
         if len(pieces) == 1:  # the usual request: one piece, merged by neighbour searches
-            self._fill_one(pieces[0][0], pieces[0][1], nid)
+            s, e = pieces[0]
+            self._fill_one(s, e, nid, bases.lower(s), bases.higher(s))
             return
         for s, e in pieces:
             bases.add(s)
@@ -373,12 +374,27 @@ class MemblockType:
                 cur = b
         self._changed(first, pieces[-1][1])
 
-    def _fill_one(self, s: int, e: int, nid: int) -> None:
-        """:meth:`fill` of the one piece ``[s, e)`` lying in a gap: its neighbours below and
-        above are the whole merge window, and the gap it lay in is the only one that changes
-        (see :meth:`GapIndex.split_gap`): the same regions and gaps as the general case."""
+    def add_free(self, base: int, stop: int, nid: int) -> bool:
+        """The usual memblock_add_range(): ``[base, stop)`` lies in one gap and the array has
+        room for one more region, so the kernel's two passes insert it whole without doubling:
+        :meth:`fill` of that piece, done here with the two neighbours already found. False
+        (nothing changed) when that is not the case: the caller takes the general path."""
+        bases, end = self.bases, self.end
+        before = bases.floor(base)
+        if before is not None and end[before] > base:
+            return False
+        after = bases.higher(base)
+        if (after is not None and after < stop) or len(bases) + 1 > self.max:
+            return False
+        self._fill_one(base, stop, nid, before, after)
+        return True
+
+    def _fill_one(self, s: int, e: int, nid: int, before: int | None, after: int | None) -> None:
+        """:meth:`fill` of the one piece ``[s, e)`` lying in a gap, between the regions based
+        at ``before`` and ``after`` (None: none): they are the whole merge window, and the gap
+        it lay in is the only one that changes (see :meth:`GapIndex.split_gap`): the same
+        regions and gaps as the general case."""
         bases, end, nids = self.bases, self.end, self.nid
-        before, after = bases.lower(s), bases.higher(s)
         if before is not None and end[before] == s and nids[before] == nid:
             cur = before
             end[before] = e

@@ -215,6 +215,8 @@ class Memblock:
         if not t.bases:  # the empty array's dummy region is simply overwritten
             t.fill([(base, end)], nid)
             return 0
+        if t.add_free(base, end, nid):  # the usual case: one piece, no doubling
+            return 0
         pieces = t.uncovered(base, end)
         if not pieces:
             return 0
@@ -355,8 +357,11 @@ class Memblock:
                 for gs, ge in gaps.desc(me, size, align):
                     if ge <= ms:
                         break
-                    s, e = max(gs, ms), min(ge, me)
-                    s, e = min(max(s, start), end), min(max(e, start), end)
+                    # the range cut to the region, then clamped to [start, end]
+                    s = gs if gs > ms else ms
+                    e = ge if ge < me else me
+                    s = end if s > end else (start if s < start else s)
+                    e = end if e > end else (start if e < start else e)
                     if e < size:
                         continue
                     cand = round_down(e - size, align)
