@@ -494,7 +494,9 @@ class Memblock:
         and __free_pages_memory(); then memblock_discard() of self-allocated region arrays."""
         max_low_pfn = pfn_down(self.current_limit)
         count = 0
-        for s, e, nid in list(self.free_ranges(NUMA_NO_NODE)):
+        # Ranges of other nodes are skipped: asking free_ranges() for the node's regions only
+        # gives the same ranges in the same order, without walking the others' reservations.
+        for s, e, nid in list(self.free_ranges(NUMA_NO_NODE if node is None else node)):
             if node is not None and nid != node:
                 continue
             start_pfn, end_pfn = pfn_up(s), min(pfn_down(e), max_low_pfn)
