@@ -1,7 +1,8 @@
 """bootemu: an emulator of the early-boot memory code of operating-system kernels.
 
-Plugins import what they need from here and from the modules named in DESIGN.md:
-:mod:`bootemu.models`, :mod:`bootemu.e820`, :mod:`bootemu.units`, :mod:`bootemu.hookspecs`.
+Plugins import what they need from here and from the public modules listed in docs/plugins.md
+("Public modules"): :mod:`bootemu.models`, :mod:`bootemu.contract`, :mod:`bootemu.schema`,
+:mod:`bootemu.archbase`, :mod:`bootemu.testing`, :mod:`bootemu.hookspecs` ...
 """
 
 from bootemu.hookspecs import hookimpl

@@ -13,7 +13,8 @@ from typing import Any
 import structlog
 
 from bootemu import tracing
-from bootemu.models import AllocRequest, E820Entry, Layout, Machine
+from bootemu.contract import ArchInfo
+from bootemu.models import AllocRequest, BootemuError, E820Entry, Layout, Machine
 
 PHASES = (
     "firmware",
@@ -84,6 +85,9 @@ class Boot:
       the core's recorder, which wraps the allocator hooks).
     - ``summary``: kernel-style summary lines for the end of the report (``Memory: ...``).
     - ``facts``: arch-specific values for the report (``min_low_pfn`` ...), integers or strings.
+      Backends never read them: what a backend needs of the arch is :attr:`info`.
+    - ``arch_info``: the arch's :class:`bootemu.contract.ArchInfo`, set by the sequencer from
+      the ``bootemu_arch_info`` hook before any phase runs; read it as :attr:`info`.
     """
 
     machine: Machine
@@ -96,6 +100,16 @@ class Boot:
     summary: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     phase: str = ""
+    arch_info: ArchInfo | None = None
+
+    @property
+    def info(self) -> ArchInfo:
+        """The arch's build facts; an error naming the arch when it declared none."""
+        if self.arch_info is None:
+            raise BootemuError(
+                f"arch {self.arch_name!r} declared no ArchInfo (implement bootemu_arch_info)"
+            )
+        return self.arch_info
 
     @property
     def profile(self) -> str:

@@ -1,4 +1,4 @@
-"""The checks of DESIGN.md ("Checks"), run once in the core for every backend.
+"""The checks of docs/ARCHITECTURE.md ("Checks"), run once in the core for every backend.
 
 Two parts:
 
@@ -7,7 +7,9 @@ Two parts:
   allocated, where the backend's bitmaps sit, and every request with its answer
   (``boot.allocations``). Allocations that overlap live memory are caught when they happen.
 - :func:`run_checks`, called after the handoff: compares the ledger, the layout and the
-  page-allocator model and returns :class:`Violation` ranges of five kinds (:data:`KINDS`).
+  page-allocator model and returns :class:`Violation` ranges of six kinds (:data:`KINDS`);
+  ``unreserved`` is memory the arch owns (``Layout.owned``: kernel image, firmware tables ...)
+  that was allocated or handed off without ever being reserved.
 
 Everything is range arithmetic over short sorted lists (reservations, allocations, RAM ranges,
 blocks) plus the runs of the model's ``handed`` map: no loop runs once per page.
@@ -27,10 +29,12 @@ from bootemu.models import (
     AllocRequest,
     BitmapRequest,
     Layout,
+    intersect,
     merge_ranges,
     pfn_down,
     pfn_phys,
     pfn_up,
+    subtract,
 )
 from bootemu.pagealloc import bit_runs
 from bootemu.runmap import RunMap
@@ -39,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from bootemu.boot import Boot
     from bootemu.pagealloc import PageAllocModel
 
-KINDS = ("conservation", "double-handoff", "hole", "misplaced", "overlap")
+KINDS = ("conservation", "double-handoff", "hole", "misplaced", "overlap", "unreserved")
 
 #: Ranges reported per finding before the rest is summed up in one violation, so that a
 #: backend that loses every other page cannot flood the report.
@@ -71,42 +75,7 @@ class Violation:
 
 
 # --------------------------------------------------------------------------------------------
-# Range arithmetic on sorted, disjoint, half-open ranges
-
-
-def subtract(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
-    """``a - b`` for sorted disjoint range lists."""
-    out: Ranges = []
-    bl = list(b)
-    j = 0
-    for s, e in a:
-        while j < len(bl) and bl[j][1] <= s:
-            j += 1
-        pos, k = s, j
-        while k < len(bl) and bl[k][0] < e:
-            if bl[k][0] > pos:
-                out.append((pos, bl[k][0]))
-            pos = max(pos, bl[k][1])
-            k += 1
-        if pos < e:
-            out.append((pos, e))
-    return out
-
-
-def intersect(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> Ranges:
-    """``a & b`` for sorted disjoint range lists."""
-    al, bl = list(a), list(b)
-    out: Ranges = []
-    i = j = 0
-    while i < len(al) and j < len(bl):
-        s, e = max(al[i][0], bl[j][0]), min(al[i][1], bl[j][1])
-        if s < e:
-            out.append((s, e))
-        if al[i][1] < bl[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
+# Range arithmetic (subtract / intersect are public in bootemu.models)
 
 
 def to_pages(byte_ranges: Iterable[tuple[int, int]]) -> Ranges:
@@ -141,6 +110,9 @@ class Recorder:
         self._bitmap_bytes = ByteRanges()  # the bitmaps' bytes, for the quick overlap test
         self.allocs: list[tuple[AllocRequest, int]] = []
         self.overlaps: list[Violation] = []
+        #: Every byte a reserve ever covered (a later free does not un-reserve it here): an
+        #: owned range is checked for having been reserved at all.
+        self.ever_reserved = ByteRanges()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -214,6 +186,7 @@ class Recorder:
         # mm/bootmem.c reserve_bootmem_core(), 2.6.25: -EBUSY rolls the whole range back.
         if result is not None and result >= 0 and size > 0:
             self.reserved.add(addr, addr + size)
+            self.ever_reserved.add(addr, addr + size)
         return result
 
     @hookimpl(wrapper=True)
@@ -225,6 +198,7 @@ class Recorder:
             self._record_alloc(request, addr)
         if addr is not None and request.size > 0:
             self._check_overlap(request, addr)
+            self._check_owned(request, addr)
             self.allocated.add(addr, addr + request.size)
             self.allocs.append((request, addr))
         return addr
@@ -273,6 +247,30 @@ class Recorder:
             caller=request.caller,
             label=request.label,
         )
+
+    def unreserved_owned(self, start: int, end: int) -> Iterator[tuple[int, int, str]]:
+        """The bytes of ``[start, end)`` inside an owned range of the layout that no reserve
+        ever covered, as ``(start, end, label)``."""
+        layout = self.boot.layout
+        for own in layout.owned if layout is not None else ():
+            s, e = max(start, own.start), min(end, own.end)
+            if s < e:
+                for us, ue in subtract([(s, e)], self.ever_reserved.overlapping(s, e)):
+                    yield us, ue, own.label
+
+    def _check_owned(self, request: AllocRequest, addr: int) -> None:
+        """An allocation on memory the arch owns but never reserved (its kernel image ...)."""
+        name = request.label or request.caller or request.wrapper
+        for s, e, label in self.unreserved_owned(addr, addr + request.size):
+            self.overlaps.append(
+                Violation(
+                    "unreserved",
+                    pfn_down(s),
+                    pfn_up(e),
+                    f"{name}: {request.size} bytes at {addr:#x} lie on {label} at "
+                    f"[{s:#x}, {e:#x}), which the arch never reserved",
+                )
+            )
 
     def _check_overlap(self, request: AllocRequest, addr: int) -> None:
         """An allocation may not share a byte with live memory (sharing a page is fine)."""
@@ -455,7 +453,22 @@ def run_checks(
         ),
     )
 
-    # overlap: found by the recorder when each allocation was made.
+    # unreserved: pages of a range the arch owns (kernel image ...) handed off to the page
+    # allocator without ever being reserved (the allocations there were found as they came).
+    if recorder is not None:
+        given = []
+        for own in layout.owned:
+            for s, e, label in recorder.unreserved_owned(own.start, own.end):
+                # whole pages only: a page the reserve covered in part was kept by it
+                ps, pe = pfn_up(s), pfn_down(e)
+                given += _tag(_runs_in(handed, 1, [(ps, pe)]) if ps < pe else [], label)
+        _emit(
+            out,
+            "unreserved",
+            ((s, e, f"{label}: pages handed off, never reserved") for s, e, label in given),
+        )
+
+    # overlap and unreserved allocations: found by the recorder as each allocation was made.
     if recorder is not None:
         out.extend(recorder.overlaps)
 

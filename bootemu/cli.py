@@ -58,6 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--arch", help="arch plugin (overrides the machine file)")
     p.add_argument("--report", type=Path, help="write all boots' reports (JSON) to this file")
+    p.add_argument(
+        "--replay", type=Path, metavar="LOG", help="replay a traced real log's calls on each"
+    )
+
+    p = sub.add_parser("replay", help="replay a traced real boot's allocator calls on a backend")
+    p.add_argument("log", type=Path, help="boot log with bootmem_trace: or memblock=debug lines")
+    p.add_argument("--allocator", required=True, help="allocator backend to replay on")
+    p.add_argument("--machine", help="machine file or preset (default: imported from the log)")
+    p.add_argument("--kconfig", type=Path, help="the kernel's .config (for the import)")
+    p.add_argument("--system-map", type=Path, help="the kernel's System.map (for the import)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("explain", help="where every page of a real boot's Memory: line went")
+    p.add_argument(
+        "log", type=Path, help="kernel boot log (or a machine file / preset: its emulated boot)"
+    )
+    p.add_argument("--kconfig", type=Path, help="the kernel's .config")
+    p.add_argument("--system-map", type=Path, help="the kernel's System.map")
+    p.add_argument("--allocator", help="backend to boot on (default: the kernel's own)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
     sub.add_parser("plugins", help="list arches and allocator backends, and where each comes from")
     sub.add_parser("machines", help="list the built-in machine presets")
@@ -67,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="machine file to write (default: stdout)")
     p.add_argument("--arch", help="arch, when the log does not say")
     p.add_argument("--profile", help="kernel profile, when the log does not say")
-    p.add_argument("--kconfig", type=Path, metavar="FILE",
-                   help="the kernel's .config: Kconfig choices the log does not show")
-    p.add_argument("--system-map", type=Path, metavar="FILE",
-                   help="the kernel's System.map: the exact image layout")
+    p.add_argument(
+        "--kconfig",
+        type=Path,
+        metavar="FILE",
+        help="the kernel's .config: Kconfig choices the log does not show",
+    )
+    p.add_argument(
+        "--system-map",
+        type=Path,
+        metavar="FILE",
+        help="the kernel's System.map: the exact image layout",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("import-memmap", help="write a machine file from /sys/firmware/memmap")
@@ -192,14 +220,81 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not names:
         raise BootemuError("--allocators: no backend named")
     tracing.configure(None)
-    results = compare_machine(machine, names, arch=args.arch)
-    sys.stdout.write(render_table(results))
+    if args.replay is not None:
+        from bootemu.replay import replay_log
+
+        text = _read_log(args.replay)
+        replays = [
+            replay_log(text, source=str(args.replay), allocator=n, machine=machine) for n in names
+        ]
+        results = [r.result for r in replays]
+        sys.stdout.write(render_table(results, replays=replays))
+    else:
+        results = compare_machine(machine, names, arch=args.arch)
+        sys.stdout.write(render_table(results))
     if args.report is not None:
         _write(args.report, dumps({"machine": machine.name, "boots": [r.report for r in results]}))
     failed = [outcome_line(r.report) for r in results if r.exit_code]
     if failed:  # one line for all the boots that did not end clean, as boot prints one
         print(f"bootemu: {one_line(' | '.join(failed))}", file=sys.stderr)
     return max(r.exit_code for r in results)
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise BootemuError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from bootemu.machine import load_machine
+    from bootemu.replay import render_replay, replay_log
+
+    text = _read_log(args.log)
+    from bootemu.importers.kbuild import read_kconfig, read_system_map
+
+    machine = None
+    if args.machine is not None:
+        machine = load_machine(args.machine, overrides=args.overrides)
+    tracing.configure(None)
+    res = replay_log(
+        text,
+        source=str(args.log),
+        allocator=args.allocator,
+        machine=machine,
+        overrides=args.overrides,
+        kconfig=None if args.kconfig is None else read_kconfig(args.kconfig),
+        system_map=None if args.system_map is None else read_system_map(args.system_map),
+    )
+    sys.stdout.write(render_replay(res))
+    if res.exit_code:
+        print(f"bootemu: {outcome_line(res.result.report)}", file=sys.stderr)
+    return res.exit_code
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from bootemu.explain import explain_log, render_json, render_text
+
+    tracing.configure(None)
+    system_map = None if args.system_map is None else str(args.system_map)
+    if args.log.suffix == ".toml" or (not args.log.exists() and args.log.parent == Path(".")):
+        # A machine file or preset: its emulated boot, explained the same way.
+        from bootemu.explain import explain_machine
+        from bootemu.machine import load_machine
+
+        machine = load_machine(str(args.log), overrides=[])
+        expl = explain_machine(machine, allocator=args.allocator, system_map=system_map)
+    else:
+        expl = explain_log(
+            _read_log(args.log),
+            source=str(args.log),
+            allocator=args.allocator,
+            kconfig=None if args.kconfig is None else str(args.kconfig),
+            system_map=system_map,
+        )
+    sys.stdout.write(render_json(expl) if args.format == "json" else render_text(expl))
+    return expl.exit_code
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
@@ -241,8 +336,13 @@ def _cmd_import_dmesg(args: argparse.Namespace) -> int:
     kconfig = read_kconfig(args.kconfig) if args.kconfig else None
     system_map = read_system_map(args.system_map) if args.system_map else None
     machine, notes = import_dmesg(
-        text, source=str(args.log), arch=args.arch, profile=args.profile, overrides=args.overrides,
-        kconfig=kconfig, system_map=system_map,
+        text,
+        source=str(args.log),
+        arch=args.arch,
+        profile=args.profile,
+        overrides=args.overrides,
+        kconfig=kconfig,
+        system_map=system_map,
     )
     for note in notes:
         print(f"bootemu: {note}", file=sys.stderr)
@@ -309,6 +409,8 @@ def _cmd_map(args: argparse.Namespace) -> int:
 COMMANDS = {
     "boot": _cmd_boot,
     "compare": _cmd_compare,
+    "replay": _cmd_replay,
+    "explain": _cmd_explain,
     "plugins": _cmd_plugins,
     "machines": _cmd_machines,
     "import-dmesg": _cmd_import_dmesg,

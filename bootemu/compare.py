@@ -115,10 +115,18 @@ def _rows(results: Sequence[BootResult]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def render_table(results: Sequence[BootResult]) -> str:
-    """The comparison as a fixed-width text table, one backend per column."""
+def render_table(results: Sequence[BootResult], *, replays: Sequence[Any] = ()) -> str:
+    """The comparison as a fixed-width text table, one backend per column.
+
+    ``replays`` (:class:`bootemu.replay.ReplayResult`, one per result) add the replay's
+    count of calls that got the real kernel's address.
+    """
     header = [r.report["allocator"] for r in results]
     rows = _rows(results)
+    if replays:
+        rows.insert(
+            1, ("replayed calls at the real address", [f"{r.same}/{r.calls}" for r in replays])
+        )
     width0 = max([len("machine " + results[0].report["machine"])] + [len(k) for k, _ in rows])
     widths = [
         max([len(header[i])] + [len(vals[i]) for _, vals in rows]) for i in range(len(header))

@@ -11,7 +11,9 @@ Three families, one spec class each (pluggy project name ``"bootemu"``):
 Rules for implementations: parameters take no default values and there is no ``**kwargs``
 (pluggy passes nothing to parameters that have defaults); implement a subset of the parameters
 if you like. The core calls the arch and allocator hooks only through the typed facades in
-:mod:`bootemu.plugins`, with keyword arguments.
+:mod:`bootemu.plugins`, with keyword arguments. A hook whose spec returns ``None`` returns
+nothing: the core never reads such a value. The types of the contract are in
+:mod:`bootemu.contract`, which imports nothing of the core's plugin machinery (no cycle).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from bootemu.boot import Boot
+    from bootemu.contract import Allocator, ArchInfo
     from bootemu.models import AllocRequest, BitmapRequest, Layout, Machine, PageSink
     from bootemu.pagealloc import PageAllocModel
-    from bootemu.plugins import AllocatorFacade
 
 PROJECT = "bootemu"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,56 +38,68 @@ class ArchSpec:
     """Hooks of an arch plugin (``arches/*.py``), called in phase order."""
 
     @hookspec(firstresult=True)
-    def bootemu_arch_check_machine(self, machine: Machine) -> bool | None:
+    def bootemu_arch_check_machine(self, machine: Machine) -> None:
         """Validate the arch-specific parts of ``machine`` before the boot starts.
 
-        Called once, before the ``firmware`` phase. Raise :class:`bootemu.models.BootemuError`
-        naming the machine file and the key (``"m.toml: kernel.highmem: ..."``) for bad input;
-        return True when the machine is acceptable.
+        Called once, before the ``firmware`` phase, on a machine whose tables already passed
+        the arch's declared schema (``MACHINE_SCHEMA``, :mod:`bootemu.schema`): check here what
+        a schema cannot say (keys that depend on each other). Raise
+        :class:`bootemu.models.BootemuError` naming the machine file and the key
+        (``"m.toml: kernel.highmem: ..."``) for bad input. Returns nothing.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_arch_firmware(self, boot: Boot) -> bool | None:
-        """Phase ``firmware``: read the machine's firmware memory map into ``boot.e820``.
+    def bootemu_arch_info(self, machine: Machine) -> ArchInfo | None:
+        """The build facts of the emulated kernel (:class:`bootemu.contract.ArchInfo`).
 
-        Trace the table as the kernel prints it. Return True.
+        Required: called once, right after ``bootemu_arch_check_machine``; the sequencer stores
+        the answer in ``boot.arch_info``, where backends read it (``boot.info``). An arch that
+        answers nothing is an error naming it.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_arch_cmdline(self, boot: Boot) -> bool | None:
+    def bootemu_arch_firmware(self, boot: Boot) -> None:
+        """Phase ``firmware``: read the machine's firmware memory map.
+
+        An e820 arch fills ``boot.e820`` (the report's ``memory.e820``) and traces the table as
+        the kernel prints it; a device-tree arch reads its own tables. Returns nothing.
+        """
+
+    @hookspec(firstresult=True)
+    def bootemu_arch_cmdline(self, boot: Boot) -> None:
         """Phase ``cmdline``: apply the early parameters of ``boot.machine.kernel.cmdline``.
 
         ``mem=``, ``memmap=``, ``highmem=``, ``vmalloc=``, ``numa=`` ... change ``boot.e820`` or
-        the arch's own limits. Return True.
+        the arch's own limits. Returns nothing.
         """
 
     @hookspec(firstresult=True)
     def bootemu_arch_layout(self, boot: Boot) -> Layout | None:
         """Phase ``layout``: sanitize the map and decide the page-frame layout.
 
-        Returns the :class:`bootemu.models.Layout` (pfn limits, nodes and blocks, zones); the
-        sequencer stores it in ``boot.layout``.
+        Returns the :class:`bootemu.models.Layout` (pfn limits, nodes and blocks, zones, and
+        the ranges the arch owns: ``owned``); the sequencer stores it in ``boot.layout``.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_arch_register(self, boot: Boot, allocator: AllocatorFacade) -> bool | None:
-        """Phase ``register``: register every block, on its node, with the backend. Return True."""
+    def bootemu_arch_register(self, boot: Boot, allocator: Allocator) -> None:
+        """Phase ``register``: register every block, on its node, with the backend."""
 
     @hookspec(firstresult=True)
-    def bootemu_arch_enable(self, boot: Boot, allocator: AllocatorFacade) -> bool | None:
+    def bootemu_arch_enable(self, boot: Boot, allocator: Allocator) -> None:
         """Phase ``enable``: place the backend's bitmaps and free usable RAM into it.
 
         Ask ``allocator.bitmap_requests()``, find memory for each, call
         ``allocator.enable(placements=...)``, then free the usable RAM the way the emulated
-        kernel does. Return True.
+        kernel does. Returns nothing.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_arch_reserve(self, boot: Boot, allocator: AllocatorFacade) -> bool | None:
+    def bootemu_arch_reserve(self, boot: Boot, allocator: Allocator) -> None:
         """Phase ``reserve``: reserve what early boot occupies (page 0, kernel, bitmaps ...)."""
 
     @hookspec(firstresult=True)
-    def bootemu_arch_allocate(self, boot: Boot, allocator: AllocatorFacade) -> bool | None:
+    def bootemu_arch_allocate(self, boot: Boot, allocator: Allocator) -> None:
         """Phase ``allocate``: the early allocations of the kernel's subsystems.
 
         The machine file's ``[[workload]]`` runs after this hook, in the core.
@@ -93,7 +107,7 @@ class ArchSpec:
 
     @hookspec(firstresult=True)
     def bootemu_arch_handoff(
-        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+        self, boot: Boot, allocator: Allocator, pagealloc: PageAllocModel
     ) -> int | None:
         """Phase ``handoff``: release every free page to the page-allocator model.
 
@@ -103,10 +117,11 @@ class ArchSpec:
         """
 
     @hookspec(firstresult=True)
-    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel) -> bool | None:
+    def bootemu_arch_summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
         """Phase ``report``: print the kernel's summary lines (``Memory: ...k/...k available``).
 
-        Append them to ``boot.summary`` and trace them. Return True.
+        Append them to ``boot.summary`` and trace them. ``pagealloc`` is None when the boot
+        panicked before the handoff. Returns nothing.
         """
 
 
@@ -118,34 +133,37 @@ class AllocatorSpec:
     """
 
     @hookspec(firstresult=True)
-    def bootemu_alloc_attach(self, boot: Boot) -> bool | None:
-        """Called once, right after the plugin manager is built, before any other hook.
+    def bootemu_alloc_attach(self, boot: Boot) -> None:
+        """Called once, after the arch declared its :class:`~bootemu.contract.ArchInfo`.
 
-        The backend keeps ``boot.trace`` to emit its events and kernel lines. Return True.
+        The backend keeps ``boot`` to emit trace events and kernel lines (``boot.trace``) and to
+        read the arch's build facts (``boot.info``). Returns nothing.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_alloc_register_block(self, node: int, start_pfn: int, end_pfn: int) -> bool | None:
+    def bootemu_alloc_register_block(self, node: int, start_pfn: int, end_pfn: int) -> None:
         """Register the pfn range ``[start_pfn, end_pfn)`` residing on ``node``.
 
         Called in the ``register`` phase, once per block, in address order. Classic bootmem
-        widens the node's span; bootmem2 records a block. Return True.
+        widens the node's span; bootmem2 records a block. Returns nothing.
         """
 
     @hookspec(firstresult=True)
     def bootemu_alloc_bitmap_requests(self) -> list[BitmapRequest] | None:
-        """The memory the backend needs for its bitmaps (or region arrays), one entry each."""
+        """The memory the backend needs for its bitmaps, one entry each; ``[]`` for none.
+
+        Required (an empty list is an answer: memblock needs no bitmap)."""
 
     @hookspec(firstresult=True)
-    def bootemu_alloc_enable(self, placements: Mapping[str, int]) -> bool | None:
+    def bootemu_alloc_enable(self, placements: Mapping[str, int]) -> None:
         """Enable the allocator: ``placements`` maps each bitmap key to its first pfn.
 
-        Everything starts reserved; the arch frees usable RAM afterwards. Return True.
+        Everything starts reserved; the arch frees usable RAM afterwards. Returns nothing.
         """
 
     @hookspec(firstresult=True)
-    def bootemu_alloc_free(self, addr: int, size: int, node: int | None) -> bool | None:
-        """Free ``[addr, addr + size)`` (rounded inward to whole pages). Return True."""
+    def bootemu_alloc_free(self, addr: int, size: int, node: int | None) -> None:
+        """Free ``[addr, addr + size)`` (rounded inward to whole pages). Returns nothing."""
 
     @hookspec(firstresult=True)
     def bootemu_alloc_reserve(

@@ -1,14 +1,22 @@
 """Machine files: TOML → validated, frozen :class:`~bootemu.models.Machine`, and back.
 
-The format is DESIGN.md "The machine file". A machine is named by a path or by the name of a
-built-in preset (``bootemu/presets/<name>.toml``, read through importlib.resources so presets
-work from an installed package). ``--set KEY=VALUE`` overrides edit the parsed document before
-validation. Every problem is a :class:`~bootemu.models.BootemuError` of one line that names
-the file and the key (``firmware.e820[3].type``) or the line, and says what is wrong.
+The format is docs/ARCHITECTURE.md "The machine file". A machine is named by a path or by the
+name of a built-in preset (``bootemu/presets/<name>.toml``, read through importlib.resources so
+presets work from an installed package). ``--set KEY=VALUE`` overrides edit the parsed document
+before validation. Every problem is a :class:`~bootemu.models.BootemuError` of one line that
+names the file and the key (``firmware.e820[3].type``) or the line, and says what is wrong.
+
+The core reads ``[machine]`` and ``[[workload]]`` only. Every other table belongs to the arch
+the machine names: its plugin class declares them in ``MACHINE_SCHEMA``
+(:mod:`bootemu.schema`), and :func:`apply_schema` validates them against it. The ``[kernel]``,
+``[[firmware.e820]]`` and ``[[numa.memory]]`` tables of the x86 arches land in
+``Machine.kernel`` / ``e820`` / ``numa``; any other arch table in ``Machine.tables``. When the
+arch is not installed the tables wait, unvalidated, until a boot brings the arch plugin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -25,27 +33,21 @@ from bootemu.models import (
     NumaMemory,
     WorkloadOp,
 )
-from bootemu.units import memparse, parse_size
+from bootemu.schema import Schema, validate
+from bootemu.units import parse_size
 
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls in tomli there)
     import tomli as tomllib  # type: ignore[no-redef]
 
-#: Highmem models an x86_32 kernel can be built with (CONFIG_NOHIGHMEM / HIGHMEM4G / HIGHMEM64G).
-HIGHMEM_MODELS = ("off", "4G", "64G")
 DEFAULT_ALLOCATOR = "bootmem2"
 WORKLOAD_OPS = ("alloc", "reserve", "free")
 
-_TOP_KEYS = ("firmware", "kernel", "machine", "numa", "workload")
+#: The tables the core reads; every other one is the arch's.
+CORE_TABLES = ("machine", "workload")
 _MACHINE_KEYS = ("allocator", "arch", "description", "name")
-_KERNEL_KEYS = ("cmdline", "highmem", "profile")  # everything else goes to KernelSpec.config
-_RANGE_KEYS = ("end", "size", "start")
-_E820_KEYS = (*_RANGE_KEYS, "type")
-_NUMA_KEYS = (*_RANGE_KEYS, "node")
 _WORKLOAD_KEYS = ("addr", "align", "exclusive", "goal", "label", "node", "op", "size", "wrapper")
-#: [kernel] keys whose values are sizes or addresses whatever they look like.
-_SIZE_KEY_SUFFIXES = ("_start", "_end", "_size", "_addr")
 
 _PRESET_DIR = "presets"
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -234,26 +236,6 @@ class _Checker:
             raise self.fail(f"{key}.node", f"expected a node number >= 0, got {value!r}")
         return value
 
-    def byte_range(self, tbl: dict[str, Any], key: str) -> tuple[int, int]:
-        """``start`` plus exclusive ``end`` or ``size``; end must be above start."""
-        start = self.size(tbl, "start", key)
-        if "end" in tbl and "size" in tbl:
-            raise self.fail(key, "give end or size, not both")
-        if "size" in tbl:
-            size = self.size(tbl, "size", key)
-            if size == 0:
-                raise self.fail(f"{key}.size", "zero size")
-            end = start + size
-        elif "end" in tbl:
-            end = self.size(tbl, "end", key)
-            if end <= start:
-                raise self.fail(f"{key}.end", f"end {end:#x} <= start {start:#x}")
-        else:
-            raise self.fail(f"{key}.end", "missing (give end, exclusive, or size)")
-        if end > 1 << 64:
-            raise self.fail(key, f"range ends at {end:#x}, beyond the 64-bit address space")
-        return start, end
-
 
 def _kind(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
@@ -261,99 +243,8 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _e820_type(value: Any, key: str, chk: _Checker) -> int:
-    if isinstance(value, str):
-        if value in e820.TYPE_BY_NAME:
-            return e820.TYPE_BY_NAME[value]
-        known = ", ".join(e820.TYPE_BY_NAME)
-        raise chk.fail(key, f"unknown e820 type {value!r} (known: {known}, or 1..{e820.MAX_TYPE})")
-    if isinstance(value, int) and not isinstance(value, bool):
-        if 1 <= value <= e820.MAX_TYPE:
-            return value
-        raise chk.fail(key, f"e820 type {value} out of range 1..{e820.MAX_TYPE}")
-    raise chk.fail(key, f"expected an e820 type name or number, got {_kind(value)}")
-
-
 # --------------------------------------------------------------------------------------------
 # The tables
-
-
-def _kernel(doc: dict[str, Any], chk: _Checker) -> KernelSpec:
-    tbl = chk.table(doc.get("kernel", {}), "kernel")
-    profile = chk.string(tbl, "profile", "kernel", "2.6.25")
-    if profile not in e820.PROFILES:
-        raise chk.fail(
-            "kernel.profile",
-            f"unknown profile {profile!r} (must be {' or '.join(map(repr, e820.PROFILES))})",
-        )
-    cmdline = chk.string(tbl, "cmdline", "kernel", "")
-    highmem: str | None = None
-    if "highmem" in tbl:
-        highmem = chk.string(tbl, "highmem", "kernel")
-        if highmem not in HIGHMEM_MODELS:
-            raise chk.fail(
-                "kernel.highmem",
-                f"unknown highmem model {highmem!r} (must be {', '.join(HIGHMEM_MODELS)})",
-            )
-    config: list[tuple[str, int | str | bool]] = []
-    for k in sorted(tbl):
-        if k in _KERNEL_KEYS:
-            continue
-        config.append((k, _config_value(k, tbl[k], chk)))
-    return KernelSpec(profile=profile, cmdline=cmdline, highmem=highmem, config=tuple(config))
-
-
-def _config_value(k: str, value: Any, chk: _Checker) -> int | str | bool:
-    """Arch-specific ``[kernel]`` keys: sizes parsed, booleans and other strings kept."""
-    where = f"kernel.{k}"
-    if k.endswith(_SIZE_KEY_SUFFIXES):
-        return parse_size(value, f"{chk.source}: {where}")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return memparse(value)  # a size string ("256M") becomes its value
-        except ValueError:
-            return value
-    raise chk.fail(where, f"expected a size, a string or a boolean, got {_kind(value)}")
-
-
-def _entries(
-    doc: dict[str, Any], outer: str, inner: str, chk: _Checker
-) -> list[tuple[str, dict[str, Any]]]:
-    """``[[outer.inner]]`` as ``(key, table)`` pairs (``("firmware.e820[3]", {...})``)."""
-    tbl = chk.table(doc.get(outer, {}), outer)
-    chk.known_keys(tbl, outer, (inner,))
-    name = f"{outer}.{inner}"
-    items = chk.array_of_tables(tbl.get(inner, []), name)
-    return [(f"{name}[{i}]", item) for i, item in enumerate(items)]
-
-
-def _firmware(doc: dict[str, Any], chk: _Checker) -> tuple[E820Entry, ...]:
-    items = _entries(doc, "firmware", "e820", chk)
-    if not items:
-        raise chk.fail("firmware.e820", "missing (a machine needs its firmware memory map)")
-    out = []
-    for key, item in items:
-        chk.known_keys(item, key, _E820_KEYS)
-        start, end = chk.byte_range(item, key)
-        if "type" not in item:
-            raise chk.fail(f"{key}.type", "missing")
-        out.append(E820Entry(start, end, _e820_type(item["type"], f"{key}.type", chk)))
-    return tuple(out)
-
-
-def _numa(doc: dict[str, Any], chk: _Checker) -> tuple[NumaMemory, ...]:
-    out = []
-    for key, item in _entries(doc, "numa", "memory", chk):
-        chk.known_keys(item, key, _NUMA_KEYS)
-        node = chk.node(item, key, required=True)
-        assert node is not None
-        start, end = chk.byte_range(item, key)
-        out.append(NumaMemory(node, start, end))
-    return tuple(out)
 
 
 def _workload(doc: dict[str, Any], chk: _Checker) -> tuple[WorkloadOp, ...]:
@@ -404,10 +295,8 @@ def _workload(doc: dict[str, Any], chk: _Checker) -> tuple[WorkloadOp, ...]:
 
 
 def _machine(doc: dict[str, Any], source: str, default_name: str) -> Machine:
+    """The core's tables validated; the arch's validated by its schema when it is installed."""
     chk = _Checker(source)
-    for k in doc:
-        if k not in _TOP_KEYS:
-            raise chk.fail(k, f"unknown table (known: {', '.join(_TOP_KEYS)})")
     if "machine" not in doc:
         raise chk.fail("machine", "missing (a machine file needs [machine] with arch = ...)")
     tbl = chk.table(doc["machine"], "machine")
@@ -415,16 +304,66 @@ def _machine(doc: dict[str, Any], source: str, default_name: str) -> Machine:
     arch = chk.string(tbl, "arch", "machine")
     if not arch:
         raise chk.fail("machine.arch", "empty")
-    return Machine(
+    machine = Machine(
         name=chk.string(tbl, "name", "machine", default_name),
         arch=arch,
         allocator=chk.string(tbl, "allocator", "machine", DEFAULT_ALLOCATOR),
-        kernel=_kernel(doc, chk),
-        e820=_firmware(doc, chk),
-        numa=_numa(doc, chk),
+        kernel=KernelSpec(profile=""),
+        e820=(),
         workload=_workload(doc, chk),
         source=source,
         description=chk.string(tbl, "description", "machine", ""),
+        raw={k: v for k, v in doc.items() if k not in CORE_TABLES},
+    )
+    schema = arch_schema(arch)
+    return machine if schema is None else apply_schema(machine, schema, arch)
+
+
+def arch_schema(arch: str) -> Schema | None:
+    """The ``MACHINE_SCHEMA`` of the installed arch plugin ``arch``; None if not installed."""
+    from bootemu.plugins import ARCH_GROUP, discover
+
+    info = discover(ARCH_GROUP).get(arch)
+    return None if info is None else schema_of(info.load())
+
+
+def schema_of(arch_plugin: object) -> Schema:
+    """An arch plugin's (class or instance) declared tables; none declared means none."""
+    return getattr(arch_plugin, "MACHINE_SCHEMA", {})
+
+
+def apply_schema(machine: Machine, schema: Schema, arch: str) -> Machine:
+    """``machine`` with its arch tables (``machine.raw``) validated against ``schema``.
+
+    ``[kernel]`` becomes ``machine.kernel`` (``profile``, ``cmdline``, ``highmem`` and the other
+    keys in ``config``), ``firmware.e820`` ``machine.e820``, ``numa.memory`` ``machine.numa``;
+    every other table and key is kept, converted, in ``machine.tables``. A machine built in
+    code (``raw`` None) is returned as it is.
+    """
+    if machine.raw is None:
+        return machine
+    values = validate(machine.raw, schema, machine.source, core=CORE_TABLES)
+    kernel = values.pop("kernel", {})
+    spec = KernelSpec(
+        profile=kernel.pop("profile", ""),
+        cmdline=kernel.pop("cmdline", ""),
+        highmem=kernel.pop("highmem", None),
+        config=tuple(sorted(kernel.items())),
+    )
+    firmware = values.get("firmware", {})
+    entries = firmware.pop("e820", [])
+    numa = values.get("numa", {})
+    memory = numa.pop("memory", [])
+    for name in ("firmware", "numa"):
+        if not values.get(name, True):
+            del values[name]
+    return dataclasses.replace(
+        machine,
+        kernel=spec,
+        e820=tuple(E820Entry(e["start"], e["end"], e["type"]) for e in entries),
+        numa=tuple(NumaMemory(m["node"], m["start"], m["end"]) for m in memory),
+        tables=values,
+        validated_for=arch,
     )
 
 
@@ -487,15 +426,17 @@ def dump_machine(machine: Machine) -> str:
     w(f"allocator = {_str(machine.allocator)}")
     if machine.description:
         w(f"description = {_str(machine.description)}")
-    w("")
-    w("[kernel]")
     k = machine.kernel
-    w(f"profile = {_str(k.profile)}")
-    w(f"cmdline = {_str(k.cmdline)}")
-    if k.highmem is not None:
-        w(f"highmem = {_str(k.highmem)}")
-    for key, value in k.config:
-        w(f"{_key(key)} = {_value(value)}")
+    if k.profile or k.cmdline or k.highmem is not None or k.config:
+        w("")
+        w("[kernel]")
+        if k.profile:
+            w(f"profile = {_str(k.profile)}")
+        w(f"cmdline = {_str(k.cmdline)}")
+        if k.highmem is not None:
+            w(f"highmem = {_str(k.highmem)}")
+        for key, value in k.config:
+            w(f"{_key(key)} = {_value(value)}")
     for e in machine.e820:
         w("")
         w("[[firmware.e820]]")
@@ -509,6 +450,8 @@ def dump_machine(machine: Machine) -> str:
         w(f"node = {m.node}")
         w(f"start = {_hex(m.start)}")
         w(_end_or_size(m.start, m.end))
+    for name, table in machine.tables.items():
+        _dump_table(w, _key(name), table)
     for op in machine.workload:
         w("")
         w("[[workload]]")
@@ -525,6 +468,36 @@ def dump_machine(machine: Machine) -> str:
             if value != defaults[name]:
                 w(f"{name} = {fmt(value)}")
     return "\n".join(out) + "\n"
+
+
+def _is_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _dump_table(w: Callable[[str], None], path: str, table: dict[str, Any]) -> None:
+    """An arch table of ``machine.tables``: its plain keys under ``[path]``, then its
+    sub-tables and arrays of tables (``[[dt.memory]]``)."""
+    plain = [(k, v) for k, v in table.items() if not isinstance(v, dict) and not _is_tables(v)]
+    if plain:
+        w("")
+        w(f"[{path}]")
+        for k, v in plain:
+            w(f"{_key(k)} = {_any(v)}")
+    for k, v in table.items():
+        if isinstance(v, dict):
+            _dump_table(w, f"{path}.{_key(k)}", v)
+        elif _is_tables(v):
+            for item in v:
+                w("")
+                w(f"[[{path}.{_key(k)}]]")
+                for ik, iv in item.items():
+                    w(f"{_key(ik)} = {_any(iv)}")
+
+
+def _any(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_any(x) for x in v) + "]"
+    return _value(v)
 
 
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",

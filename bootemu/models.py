@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -111,6 +111,17 @@ class Zone:
         return self.end_pfn - self.start_pfn
 
 
+@dataclass(frozen=True, order=True)
+class OwnedRange:
+    """Bytes ``[start, end)`` the arch itself occupies before any allocator runs: the kernel
+    image, firmware tables, boot page tables, the device tree blob ... The arch must reserve
+    them; the checks flag an allocation or a handed-off page there that no reserve covered."""
+
+    start: int
+    end: int
+    label: str
+
+
 @dataclass
 class Layout:
     """The page-frame layout an arch computed in the ``layout`` phase.
@@ -119,7 +130,8 @@ class Layout:
     ``max_pfn``): the universe of the conservation check. ``blocks`` say which node each RAM
     range physically resides on. ``zone_limits`` are the global zone boundaries in pfn order
     (``[("DMA", 4096), ("Normal", max_low_pfn), ("HighMem", max_pfn)]``): a pfn belongs to the
-    first zone whose limit is above it.
+    first zone whose limit is above it. ``owned`` lists the ranges the arch occupies itself
+    (:class:`OwnedRange`), which it must reserve before anything is allocated.
     """
 
     max_pfn: int
@@ -130,6 +142,7 @@ class Layout:
     max_low_pfn: int | None = None
     lowmem_mb: int | None = None
     highmem_mb: int | None = None
+    owned: tuple[OwnedRange, ...] = ()
     _starts: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -217,6 +230,57 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ..
     return tuple((s, e) for s, e in out)
 
 
+def subtract(
+    a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``a - b`` for sorted, disjoint half-open range lists (pfns or bytes alike)."""
+    out: list[tuple[int, int]] = []
+    bl = list(b)
+    j = 0
+    for s, e in a:
+        while j < len(bl) and bl[j][1] <= s:
+            j += 1
+        pos, k = s, j
+        while k < len(bl) and bl[k][0] < e:
+            if bl[k][0] > pos:
+                out.append((pos, bl[k][0]))
+            pos = max(pos, bl[k][1])
+            k += 1
+        if pos < e:
+            out.append((pos, e))
+    return out
+
+
+def intersect(
+    a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``a & b`` for sorted, disjoint half-open range lists."""
+    al, bl = list(a), list(b)
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(al) and j < len(bl):
+        s, e = max(al[i][0], bl[j][0]), min(al[i][1], bl[j][1])
+        if s < e:
+            out.append((s, e))
+        if al[i][1] < bl[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def find_free(
+    space: Iterable[tuple[int, int]], busy: Iterable[tuple[int, int]], size: int, align: int = 1
+) -> int | None:
+    """The lowest start, a multiple of ``align``, of ``size`` units inside ``space`` that
+    touch nothing ``busy`` (any ranges; they are merged first); None if nothing fits."""
+    for s, e in subtract(merge_ranges(space), merge_ranges(busy)):
+        start = -(-s // align) * align
+        if start + size <= e:
+            return start
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Allocator requests
 
@@ -243,6 +307,9 @@ class AllocRequest:
     and whether failure panics. ``node`` is required by the ``*_node`` wrappers and None
     otherwise. ``caller`` is the kernel routine that made the request
     (``"alloc_large_system_hash"``), ``label`` a short human name (``"dentry hash"``).
+    ``max_addr``, when not None, replaces the wrapper's byte limit (0 = no limit): a replayed
+    real call that named its own (RFC ``bootmem_alloc_node(..., limit)``, 6.1
+    ``memblock_phys_alloc_range(..., end)`` and ``memblock_alloc_try_nid(..., max_addr, ...)``).
     """
 
     size: int
@@ -252,6 +319,7 @@ class AllocRequest:
     node: int | None = None
     caller: str = ""
     label: str = ""
+    max_addr: int | None = None
 
     def __post_init__(self) -> None:
         if self.wrapper not in ALLOC_WRAPPERS:
@@ -268,7 +336,9 @@ class AllocRequest:
 
     @property
     def limit(self) -> int:
-        """The byte limit the wrapper passes to the core search (0 = none)."""
+        """The byte limit the wrapper passes to the core search (0 = none), or ``max_addr``."""
+        if self.max_addr is not None:
+            return self.max_addr
         return ARCH_LOW_ADDRESS_LIMIT if self.low else 0
 
     @property
@@ -311,7 +381,7 @@ class PageSink(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# The machine file (see DESIGN.md, "The machine file"); loaded by bootemu.machine
+# The machine file (docs/ARCHITECTURE.md, "The machine file"); loaded by bootemu.machine
 
 
 @dataclass(frozen=True, order=True)
@@ -377,7 +447,15 @@ class KernelSpec:
 
 @dataclass(frozen=True)
 class Machine:
-    """A machine file, validated. ``source`` names where it came from, for error messages."""
+    """A machine file, validated. ``source`` names where it came from, for error messages.
+
+    ``[machine]`` and ``[[workload]]`` are the core's; the other tables are the arch's,
+    validated against its ``MACHINE_SCHEMA`` (:mod:`bootemu.schema`): ``kernel``, ``e820`` and
+    ``numa`` hold the tables of the x86 family, ``tables`` every other arch table, converted
+    (``machine.tables["dt"]["memory"][0]["reg"]``). ``raw`` keeps the arch tables as the file
+    wrote them (None for a machine built in code), ``validated_for`` the arch whose schema
+    checked them (None: not yet, its plugin was not installed when the file was loaded).
+    """
 
     name: str
     arch: str
@@ -388,3 +466,6 @@ class Machine:
     workload: tuple[WorkloadOp, ...] = ()
     source: str = "<memory>"
     description: str = ""
+    tables: dict[str, Any] = field(default_factory=dict, hash=False)
+    raw: dict[str, Any] | None = field(default=None, hash=False, compare=False, repr=False)
+    validated_for: str | None = field(default=None, hash=False, compare=False, repr=False)

@@ -275,7 +275,7 @@ class PageAllocModel:
         return out
 
     def zones_report(self) -> list[dict[str, Any]]:
-        """The report's ``zones`` entries, one per layout zone (DESIGN.md report keys)."""
+        """The report's ``zones`` entries, one per layout zone (ARCHITECTURE.md report keys)."""
         return [
             zone_entry(z, self.managed(z.node, z.name), self.free_pages(z.node, z.name))
             for z in self.layout.zones

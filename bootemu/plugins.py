@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, SPEC_CLASSES
 from bootemu.models import AllocRequest, BitmapRequest, BootemuError, Layout, PageSink
 
@@ -132,7 +133,8 @@ def _required(value: Any, hook: str, pm: pluggy.PluginManager) -> Any:
 class AllocatorFacade:
     """The allocator hooks as typed methods, keyword arguments only.
 
-    Arches receive this object; they never see which backend answers.
+    Arches receive this object (it implements :class:`bootemu.contract.Allocator`); they never
+    see which backend answers.
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
@@ -208,6 +210,15 @@ class ArchFacade:
 
     def check_machine(self, *, machine: Machine) -> None:
         self._hook.bootemu_arch_check_machine(machine=machine)
+
+    def info(self, *, machine: Machine) -> ArchInfo:
+        """The arch's :class:`~bootemu.contract.ArchInfo` (required: no default facts)."""
+        info = _required(self._hook.bootemu_arch_info(machine=machine), "arch info", self._pm)
+        if not isinstance(info, ArchInfo):
+            raise BootemuError(
+                f"bootemu_arch_info answered {type(info).__name__}, not bootemu.contract.ArchInfo"
+            )
+        return info
 
     def firmware(self, *, boot: Boot) -> None:
         self._hook.bootemu_arch_firmware(boot=boot)

@@ -1,4 +1,4 @@
-"""The boot report: a JSON document with the stable keys of DESIGN.md ("The boot report")."""
+"""The boot report: a JSON document with stable keys (docs/ARCHITECTURE.md, "The report")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sequencer: one boot as a fixed list of phases (DESIGN.md "One boot, phase by phase").
+"""The sequencer: one boot as a fixed list of phases (docs/ARCHITECTURE.md "One boot").
 
 Deterministic by construction: the phases run in a fixed order, every trace event carries a
 per-boot sequence number, and nothing reads the clock. An emulated ``panic()`` or ``BUG()``
@@ -15,6 +15,7 @@ from typing import Any
 
 from bootemu.boot import PHASES, Boot, Tracer
 from bootemu.checks import Recorder, Violation, run_checks
+from bootemu.machine import apply_schema, schema_of
 from bootemu.models import AllocRequest, BootemuError, KernelPanic, Machine
 from bootemu.pagealloc import PageAllocModel
 from bootemu.plugins import (
@@ -147,6 +148,10 @@ def _boot_machine(
     if arch_plugin is None:
         where = "--arch" if arch else f"{machine.source}: machine.arch"
         arch_plugin = select(ARCH_GROUP, arch_name, discover(ARCH_GROUP), where=where).load()()
+    if machine.raw is not None and machine.validated_for != arch_name:
+        # Loaded before its arch was known (or for another one): the arch's tables are
+        # validated by the schema of the arch that boots it.
+        machine = apply_schema(machine, schema_of(arch_plugin), arch_name)
     if allocator_plugin is None:
         where = "--allocator" if allocator else f"{machine.source}: machine.allocator"
         info = select(ALLOCATOR_GROUP, alloc_name, discover(ALLOCATOR_GROUP), where=where)
@@ -174,6 +179,7 @@ def _boot_machine(
     arch_hooks, alloc_hooks, life = ArchFacade(pm), AllocatorFacade(pm), LifecycleFacade(pm)
 
     arch_hooks.check_machine(machine=machine)
+    boot.arch_info = arch_hooks.info(machine=machine)
     alloc_hooks.attach(boot=boot)
     boot.trace(
         "boot.start",

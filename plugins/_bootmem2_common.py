@@ -182,8 +182,8 @@ class Bootmem2Common:
             self._boot.trace(event, dmesg=dmesg, **fields)
 
     def _bits_per_long(self) -> int:
-        """BITS_PER_LONG of the emulated arch (``boot.facts["bits_per_long"]``, default 32)."""
-        bpl = 32 if self._boot is None else int(self._boot.facts.get("bits_per_long", 32))
+        """BITS_PER_LONG of the emulated arch (its ``ArchInfo``, ``boot.info``)."""
+        bpl = 32 if self._boot is None else self._boot.info.bits_per_long
         if bpl not in (32, 64):
             raise ValueError(f"bootmem2: bits_per_long must be 32 or 64, not {bpl}")
         return bpl
@@ -193,12 +193,12 @@ class Bootmem2Common:
         return sorted(self._blocks, key=lambda b: (b.node, b.start_pfn, b.end_pfn))
 
     def _nr_per_node(self, slots: list[Block]) -> int:
-        """NR_MEMBLKS_PER_NODE: ``boot.facts["nr_memblks_per_node"]`` (1 on x86_32, where
+        """NR_MEMBLKS_PER_NODE: ``boot.info.memblks_per_node`` (1 on x86_32, where
         NR_NODE_MEMBLKS defaults to MAX_NUMNODES), widened when a node registered more blocks."""
         per_node: dict[int, int] = {}
         for b in slots:
             per_node[b.node] = per_node.get(b.node, 0) + 1
-        nr = 1 if self._boot is None else int(self._boot.facts.get("nr_memblks_per_node", 1))
+        nr = 1 if self._boot is None else self._boot.info.memblks_per_node
         return max([nr, *per_node.values()])
 
     def _bids(self, slots: list[Block]) -> list[int]:

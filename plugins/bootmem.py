@@ -130,10 +130,10 @@ class Bootmem:
 
     @property
     def bits_per_long(self) -> int:
-        """BITS_PER_LONG of the emulated kernel (the arch sets ``boot.facts["bits_per_long"]``)."""
+        """BITS_PER_LONG of the emulated kernel (the arch's ``ArchInfo``, ``boot.info``)."""
         if self.boot is None:
             return 32
-        return int(self.boot.facts.get("bits_per_long", 32))
+        return self.boot.info.bits_per_long
 
     @property
     def debug_bootmem(self) -> bool:

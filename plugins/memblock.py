@@ -126,18 +126,10 @@ class Memblock:
     # ---------------------------------------------------------------------------------------
     # configuration
 
-    def fact(self, key: str, default: int) -> int:
-        return default if self.boot is None else int(self.boot.facts.get(key, default))
-
     @property
     def phys_addr_bits(self) -> int:
-        """sizeof(phys_addr_t) * 8: 64 on 64-bit and on x86_32 PAE (``highmem = "64G"``, the
-        x86_32 default), else 32; ``boot.facts["phys_addr_bits"]`` overrides."""
-        if self.boot is not None and "phys_addr_bits" in self.boot.facts:
-            return int(self.boot.facts["phys_addr_bits"])
-        if self.fact("bits_per_long", 32) == 64 or self.boot is None:
-            return 64
-        return 32 if self.boot.machine.kernel.highmem in ("4G", "off") else 64
+        """sizeof(phys_addr_t) * 8 (the arch's ``ArchInfo``): 64 on 64-bit and on x86_32 PAE."""
+        return 64 if self.boot is None else self.boot.info.phys_addr_bits
 
     @property
     def region_bytes(self) -> int:
@@ -145,10 +137,10 @@ class Memblock:
 
         64-bit (NUMA, as Debian amd64): 8 + 8 + 4 + 4 = 24. i386 aligns a u64 member on 4
         bytes and Debian's 686 kernels have no NUMA: 8 + 8 + 4 = 20 with PAE, 4 + 4 + 4 = 12
-        without. ``boot.facts["config_numa"]`` overrides the NUMA guess.
+        without (``ArchInfo.numa`` says which).
         """
-        wide = self.fact("bits_per_long", 32) == 64
-        numa = self.fact("config_numa", 1 if wide else 0)
+        wide = self.boot is None or self.boot.info.bits_per_long == 64
+        numa = wide if self.boot is None else self.boot.info.numa
         phys = self.phys_addr_bits // 8
         size = 2 * phys + 4 + 4 * bool(numa)
         align = phys if wide else 4
@@ -171,7 +163,8 @@ class Memblock:
 
     @property
     def smp_cache_bytes(self) -> int:
-        return self.fact("smp_cache_bytes", DEFAULT_SMP_CACHE_BYTES)
+        """SMP_CACHE_BYTES of the arch (``ArchInfo``)."""
+        return DEFAULT_SMP_CACHE_BYTES if self.boot is None else self.boot.info.smp_cache_bytes
 
     # ---------------------------------------------------------------------------------------
     # tracing

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from bootemu.boot import Boot, Tracer
+from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelPanic, KernelSpec, Machine
 from plugins.bootmem import Bootmem
@@ -48,7 +49,8 @@ def make(bits_per_long: int = 32, debug: bool = False) -> Bootmem:
         name="t", arch="x86_32", allocator="bootmem", kernel=KernelSpec(config=config), e820=()
     )
     boot = Boot(machine=machine, allocator_name="bootmem", arch_name="x86_32", trace=Tracer())
-    boot.facts["bits_per_long"] = bits_per_long
+    boot.arch_info = ArchInfo(bits_per_long=bits_per_long, phys_addr_bits=64, numa=False,
+                              memblks_per_node=1, smp_cache_bytes=64)
     bm = Bootmem()
     assert bm.bootemu_alloc_attach(boot=boot) is True
     return bm

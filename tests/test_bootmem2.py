@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from bootemu.boot import Boot, Tracer
+from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelSpec, Machine
 from plugins.bootmem2 import Bootmem2, Bootmem2PerBlock
@@ -38,7 +39,8 @@ class Sink:
 def make_boot(bits_per_long: int = 32) -> Boot:
     machine = Machine(name="t", arch="x86_32", allocator="bootmem2", kernel=KernelSpec(), e820=())
     boot = Boot(machine=machine, allocator_name="bootmem2", arch_name="x86_32", trace=Tracer())
-    boot.facts["bits_per_long"] = bits_per_long
+    boot.arch_info = ArchInfo(bits_per_long=bits_per_long, phys_addr_bits=64, numa=False,
+                              memblks_per_node=1, smp_cache_bytes=64)
     return boot
 
 

@@ -9,6 +9,7 @@ assertion. The intended design (``bootmem2``) is run beside it where they must d
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from bootemu.boot import Boot, Tracer
 from bootemu.checks import Recorder
+from bootemu.contract import ArchInfo
 from bootemu.importers import strip_dmesg_prefix
 from bootemu.importers.trace import TraceCall, read_trace
 from bootemu.models import AllocRequest, BootemuError, KernelBug, KernelSpec, Machine
@@ -53,7 +55,8 @@ def make(cls=Bootmem2Rfc1, bits=32):
         kernel=KernelSpec(profile="2.6.26-rc1"),
     )
     boot = Boot(machine=machine, allocator_name="bootmem2-rfc1", arch_name="x86_32", trace=Tracer())
-    boot.facts["bits_per_long"] = bits
+    boot.arch_info = ArchInfo(bits_per_long=bits, phys_addr_bits=64, numa=False,
+                              memblks_per_node=1, smp_cache_bytes=64)
     backend, recorder = cls(), Recorder(boot)
     facade = AllocatorFacade(make_manager([(backend, "allocator"), (recorder, "recorder")]))
     facade.attach(boot=boot)
@@ -319,7 +322,7 @@ def test_defect8_release_node_releases_empty_slots():
     backend, facade, _recorder = make()
     facade.register_block(node=0, start_pfn=0, end_pfn=0x100)
     facade.bitmap_requests()
-    backend._boot.facts["nr_memblks_per_node"] = 2
+    backend._boot.arch_info = dataclasses.replace(backend._boot.arch_info, memblks_per_node=2)
     facade.enable(placements={"global": 0x1000})
     facade.free(addr=0, size=0x100 * P, node=None)
     # bootmem_release_node(0): bid 0 releases 256 pages + the map page (nr_blocks 1 -> 0),

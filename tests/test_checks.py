@@ -470,3 +470,53 @@ def test_byte_ranges_equal_a_set_of_bytes(ops, qs, qn):
     assert {b for s, e in br.overlapping(qs, qs + qn) for b in range(s, e)} == model & set(
         range(qs, qs + qn)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# unreserved: memory the arch owns (Layout.owned) but never reserved
+
+
+class ImageArch:
+    """The toy arch of test_sequencer with a kernel image at pfns [17, 20) in its layout,
+    reserved or (the bug the check exists for) forgotten."""
+
+    def __new__(cls, reserve_image: bool):
+        from test_sequencer import ToyArch
+
+        from bootemu.models import PAGE_SIZE, OwnedRange
+
+        class Arch(ToyArch):
+            @hookimpl
+            def bootemu_arch_layout(self, boot):
+                lay = super().bootemu_arch_layout(boot)
+                lay.owned = (OwnedRange(17 * PAGE_SIZE, 20 * PAGE_SIZE, "kernel image"),)
+                return lay
+
+            @hookimpl
+            def bootemu_arch_reserve(self, boot, allocator):
+                if reserve_image:
+                    allocator.reserve(addr=17 * PAGE_SIZE, size=3 * PAGE_SIZE, node=None,
+                                      exclusive=False, label="kernel image")
+                super().bootemu_arch_reserve(boot, allocator)
+
+        return Arch()
+
+
+@pytest.mark.parametrize("backend", ["bootmem", "bootmem2", "bootmem2-perblock", "memblock"])
+def test_a_forgotten_kernel_image_is_flagged(backend):
+    from test_sequencer import _machine
+
+    from bootemu.sequencer import boot_machine
+
+    result = boot_machine(_machine(), allocator=backend, arch_plugin=ImageArch(False))
+    found = [v for v in result.violations if v.kind == "unreserved"]
+    # The image's three pages are free memory to every backend: they are handed off (and on
+    # the bottom-up bootmem backends the toy's two-page allocation lands on pfns 17-18, just
+    # above the bitmap page 16).
+    assert found, result.violations
+    assert all("kernel image" in v.detail for v in found)
+    if backend != "memblock":
+        assert any(v.detail.startswith("__alloc_bootmem: 8192 bytes at 0x11000 lie on kernel "
+                                       "image at [0x11000, 0x13000)") for v in found)
+    ok = boot_machine(_machine(), allocator=backend, arch_plugin=ImageArch(True))
+    assert ok.violations == [] and ok.outcome == "ok"

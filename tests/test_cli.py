@@ -90,6 +90,13 @@ def test_bad_set_override(capsys):
     assert "kernel.highmem" in line
 
 
+@pytest.mark.parametrize("preset", ["seed-numa-8g", "qemu-pc-1g-i386"])
+def test_a_typo_in_an_arch_key_is_exit_2_naming_it(preset, capsys):
+    """Issue 12: ``--set kernel.typo_key=yes`` used to boot; the arch's schema rejects it."""
+    line = _one_line_error(capsys, main(["boot", preset, "--set", "kernel.typo_key=yes"]))
+    assert f"presets/{preset}.toml: kernel.typo_key: unknown key (known: " in line
+
+
 def test_boot_writes_report_with_stable_keys(tmp_path, capsys):
     report = tmp_path / "boot.json"
     assert main(["boot", "qemu-pc-1g-i386", "--log-format", "json", "--report", str(report)]) == 0

@@ -18,7 +18,7 @@ from bootemu.cmdline import (
 
 M = 1 << 20
 
-#: The -append line of every real boot in ../shared/real-boots, plus the memmap= case's
+#: The -append line of every real boot in tests/data/real-boots, plus the memmap= case's
 #: argument.
 REAL = (
     "console=ttyS0 earlyprintk=serial panic=-1 oops=panic nokaslr memblock=debug loglevel=8 "

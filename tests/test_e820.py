@@ -1,7 +1,7 @@
 """bootemu.e820 against kernel facts: the rules of sanitize_e820_map() (reference
 x86_32-early-memory.md §1.3, and the sample map drawn in the kernel's own comment), the
 dmesg lines of real 6.1 boots (tests/data/e820/real-boots-e820.json, copied from
-../shared/real-boots) and the 2008 formats and worked examples of the reference."""
+tests/data/real-boots) and the 2008 formats and worked examples of the reference."""
 
 from __future__ import annotations
 

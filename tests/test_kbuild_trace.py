@@ -1,7 +1,7 @@
 """Kernel build artifacts (.config, System.map) and traced allocator calls of real logs.
 
-Expected values are read off the files in tests/data/real-boots-2008 (copied from
-../shared/real-boots-2008) and tests/data/real-boots, as quoted in each test.
+Expected values are read off the files in tests/data/real-boots-2008 (the shared
+2008 boots, copied) and tests/data/real-boots, as quoted in each test.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bootemu.boot import Boot, Tracer
+from bootemu.contract import ArchInfo
 from bootemu.hookspecs import AllocatorSpec
 from bootemu.importers import strip_dmesg_prefix
 from bootemu.machine import list_presets, load_machine
@@ -53,7 +54,10 @@ def make(blocks=((0, 0, 256 * M // P),), *, free=True, cmdline="", bits=64, high
     machine = Machine(name="t", arch="t", allocator="memblock", e820=(),
                       kernel=KernelSpec(profile="6.1", cmdline=cmdline, highmem=highmem))
     boot = Boot(machine=machine, allocator_name="memblock", arch_name="t", trace=Tracer())
-    boot.facts["bits_per_long"] = bits
+    # phys_addr_t is 64 bits on 64-bit and with PAE (highmem "64G", the x86_32 default).
+    phys = 64 if bits == 64 or highmem not in ("4G", "off") else 32
+    boot.arch_info = ArchInfo(bits_per_long=bits, phys_addr_bits=phys, numa=bits == 64,
+                              memblks_per_node=1, smp_cache_bytes=64)
     facade = AllocatorFacade(make_manager([(mb, "allocator:memblock")]))
     facade.attach(boot=boot)
     for node, start, end in blocks:

@@ -565,7 +565,9 @@ def test_linux61_zonelists_and_hash_lines():
 
 
 def test_bad_config_values_name_file_and_key():
-    with pytest.raises(BootemuError, match=r"seed-numa-8g.*kernel\.free_ram: 'bogus'"):
+    with pytest.raises(
+        BootemuError, match=r"seed-numa-8g.*kernel\.free_ram: unknown free_ram 'bogus'"
+    ):
         boot("seed-numa-8g", "bootmem", ("kernel.free_ram=bogus",))
     with pytest.raises(BootemuError, match=r"kernel\.free_ram: a 2\.6\.25 choice"):
         boot("seed-numa-8g", "bootmem", ("kernel.profile=6.1", "kernel.free_ram=generic"))

@@ -1,6 +1,6 @@
 """Every built-in preset boots on every backend, and the handoff conserves every RAM page.
 
-The expectations are the checks' definitions (DESIGN.md "Checks"), not figures of any one boot:
+The expectations are the checks' definitions (ARCHITECTURE.md "Checks"), not any one boot's figures:
 conservation and hole must hold for every backend on every machine; bootmem2 (both variants)
 and memblock must also never double-hand or misplace a page. Classic bootmem is allowed its
 documented failures on interleaved NUMA layouts (tests/test_numa64.py pins those down).

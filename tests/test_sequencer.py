@@ -13,11 +13,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from bootemu.boot import PHASES
+from bootemu.contract import ArchInfo
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
     PAGE_SIZE,
     BitmapRequest,
     Block,
+    BootemuError,
     KernelPanic,
     KernelSpec,
     Layout,
@@ -39,6 +41,7 @@ class ToyArch:
     def __init__(self, panic_in: str | None = None) -> None:
         self.panic_in = panic_in
         self.calls: list[str] = []
+        self.bitmaps: dict[str, tuple[int, int]] = {}
 
     def _maybe_panic(self, phase: str) -> None:
         self.calls.append(phase)
@@ -47,18 +50,22 @@ class ToyArch:
 
     @hookimpl
     def bootemu_arch_check_machine(self, machine):
-        return True
+        pass
+
+    @hookimpl
+    def bootemu_arch_info(self, machine):
+        return ArchInfo(
+            bits_per_long=32, phys_addr_bits=32, numa=False, memblks_per_node=1, smp_cache_bytes=64
+        )
 
     @hookimpl
     def bootemu_arch_firmware(self, boot):
         self._maybe_panic("firmware")
         boot.printk("e820.table", "toy firmware")
-        return True
 
     @hookimpl
     def bootemu_arch_cmdline(self, boot):
         self._maybe_panic("cmdline")
-        return True
 
     @hookimpl
     def bootemu_arch_layout(self, boot):
@@ -75,21 +82,22 @@ class ToyArch:
     def bootemu_arch_register(self, boot, allocator):
         self._maybe_panic("register")
         allocator.register_block(node=0, start_pfn=RAM[0], end_pfn=RAM[1])
-        return True
 
     @hookimpl
     def bootemu_arch_enable(self, boot, allocator):
         self._maybe_panic("enable")
-        (req,) = allocator.bitmap_requests()
-        allocator.enable(placements={req.key: RAM[0]})
+        # One bitmap on bootmem and bootmem2 (128 bytes: one page at RAM[0], which the
+        # reserve phase keeps); none on memblock.
+        self.bitmaps = {req.key: (RAM[0], req.pages) for req in allocator.bitmap_requests()}
+        allocator.enable(placements={key: pfn for key, (pfn, _) in self.bitmaps.items()})
         allocator.free(addr=RAM[0] * PAGE_SIZE, size=(RAM[1] - RAM[0]) * PAGE_SIZE, node=None)
-        return True
 
     @hookimpl
     def bootemu_arch_reserve(self, boot, allocator):
         self._maybe_panic("reserve")
-        allocator.reserve(addr=RAM[0] * PAGE_SIZE, size=PAGE_SIZE, node=None, exclusive=False)
-        return True
+        for pfn, pages in self.bitmaps.values():
+            allocator.reserve(addr=pfn * PAGE_SIZE, size=pages * PAGE_SIZE, node=None,
+                              exclusive=False)
 
     @hookimpl
     def bootemu_arch_allocate(self, boot, allocator):
@@ -97,7 +105,6 @@ class ToyArch:
         from bootemu.models import AllocRequest
 
         allocator.alloc(request=AllocRequest(size=2 * PAGE_SIZE, align=PAGE_SIZE, goal=0))
-        return True
 
     @hookimpl
     def bootemu_arch_handoff(self, boot, allocator, pagealloc):
@@ -108,7 +115,6 @@ class ToyArch:
     def bootemu_arch_summary(self, boot, pagealloc):
         self._maybe_panic("report")
         boot.summary.append(f"toy: {pagealloc.free_pages()} pages free")
-        return True
 
 
 class ToyBackend:
@@ -179,7 +185,7 @@ class ToyBackend:
 
 
 class PhaseWatcher:
-    """A user plugin observing every phase (the kind of plugin DESIGN.md promises)."""
+    """A user plugin observing every phase (the kind docs/plugins.md describes)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
@@ -236,6 +242,25 @@ def test_toy_boot_conserves_every_page():
     assert result.violations == []
     assert result.exit_code == 0
     assert result.report["allocations"][-1]["addr"] == 17 * PAGE_SIZE
+
+
+@pytest.mark.parametrize("backend", ["bootmem", "bootmem2", "bootmem2-perblock", "memblock"])
+def test_toy_arch_boots_on_every_real_backend(backend):
+    """The toy arch of the docs is complete: it boots on each built-in backend (memblock asks
+    for no bitmap) with no violation, and every backend hands off the same pages: RAM
+    [16, 1024) minus the two allocated pages = 1006 (the bootmem bitmaps are released at
+    handoff; memblock has none)."""
+    result = boot_machine(_machine(), allocator=backend, arch_plugin=ToyArch())
+    assert result.outcome == "ok" and result.violations == []
+    assert result.report["handoff"]["pages"] == 1008 - 2
+
+
+def test_an_arch_without_arch_info_is_an_error_naming_it():
+    class NoInfo(ToyArch):
+        bootemu_arch_info = None
+
+    with pytest.raises(BootemuError, match="arch info"):
+        _boot(arch=NoInfo())
 
 
 def test_panic_ends_the_boot_but_the_report_is_written():

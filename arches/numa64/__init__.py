@@ -1,4 +1,4 @@
-"""numa64: a sample 64-bit NUMA arch, x86_64 style, and the example to copy for a new arch.
+"""numa64: a sample 64-bit NUMA arch, x86_64 style (for a first arch, start from examples/dt-arch).
 
 The machine: an e820 firmware map plus an SRAT-style memory-affinity table (the machine
 file's ``[[numa.memory]]`` entries: node, start, end). No highmem; zones DMA (below 16 MiB),
@@ -110,10 +110,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from arches.numa64.kernel_2625 import Linux2625
+from arches.numa64.schema import machine_schema
 from arches.numa64.v2_6_25 import Numa64Base
 from arches.numa64.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
-from bootemu.models import BootemuError, Machine
+from bootemu.contract import ArchInfo
+from bootemu.models import BootemuError, Machine, OwnedRange
 from bootemu.units import parse_size
 
 #: The profiles this arch knows, and the class that boots each.
@@ -252,6 +254,13 @@ class Numa64(ProfileArch):
     :class:`~arches.numa64.v6_1.Linux61`), created when the machine is checked.
     """
 
+    #: The machine-file tables this arch reads (:mod:`arches.numa64.schema`).
+    MACHINE_SCHEMA = machine_schema(
+        tuple(PROFILES),
+        fields(Config),
+        {"free_ram": FREE_RAM_CHOICES, "srat_check": SRAT_CHECK_CHOICES},
+    )
+
     def make_profile(self, machine: Machine) -> Numa64Base:
         """Pick the profile's kernel and validate the ``[kernel]`` keys."""
         cls = PROFILES.get(machine.kernel.profile)
@@ -259,6 +268,18 @@ class Numa64(ProfileArch):
             raise BootemuError(f"{machine.source}: kernel.profile: numa64 knows "
                                f"{', '.join(PROFILES)}, not {machine.kernel.profile!r}")
         return cls(machine, read_config(machine, cls.DEFAULTS))
+
+    def owned(self, profile: Numa64Base) -> tuple[OwnedRange, ...]:
+        """The kernel image (``kernel.image_start`` / ``image_size``, brk included)."""
+        cfg = profile.cfg
+        return (OwnedRange(cfg.image_start, cfg.image_start + cfg.image_size, "kernel image"),)
+
+    def arch_info(self, profile: Numa64Base) -> ArchInfo:
+        """x86_64: 64-bit longs and phys_addr_t, CONFIG_NUMA; one block per node id (the
+        bootmem2 RFCs' NR_MEMBLKS_PER_NODE, which widens when a node registers more); the
+        generic x86_64 L1_CACHE_SHIFT of 6 (arch/x86/Kconfig.cpu) gives SMP_CACHE_BYTES 64."""
+        return ArchInfo(bits_per_long=64, phys_addr_bits=64, numa=True, memblks_per_node=1,
+                        smp_cache_bytes=64)
 
 
 __all__ = ["PROFILES", "Config", "Linux2625", "Linux61", "Numa64", "read_config"]

@@ -18,11 +18,13 @@ profile classes are the data sheets (constants, defaults) plus the kernel's rout
 from __future__ import annotations
 
 from arches.x86_32.config import read_config
+from arches.x86_32.schema import machine_schema
 from arches.x86_32.v2_6_25 import Linux2625
 from arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from arches.x86_32.v6_1 import Linux61
 from bootemu.archbase import ProfileArch
-from bootemu.models import BootemuError, Machine
+from bootemu.contract import ArchInfo
+from bootemu.models import BootemuError, Machine, OwnedRange
 
 #: Profile name -> profile class.
 PROFILES: dict[str, type[Linux2625]] = {
@@ -55,8 +57,24 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
     handoff (free_all_bootmem() on node 0, then the highmem pages) and summary (``Memory:``).
     """
 
+    #: The machine-file tables this arch reads (:mod:`arches.x86_32.schema`).
+    MACHINE_SCHEMA = machine_schema(tuple(PROFILES))
+
     def make_profile(self, machine: Machine) -> Linux2625:
         return make_profile(machine)
+
+    def owned(self, profile: Linux2625) -> tuple[OwnedRange, ...]:
+        """The kernel image, ``_text`` to ``_end`` (``kernel.image_start`` / ``image_end``)."""
+        cfg = profile.cfg
+        return (OwnedRange(cfg.image_start, cfg.image_end, "kernel image"),)
+
+    def arch_info(self, profile: Linux2625) -> ArchInfo:
+        """i386: 32-bit longs; a 64-bit phys_addr_t with PAE (CONFIG_HIGHMEM64G selects
+        CONFIG_X86_PAE, include/asm-x86/types.h); no NUMA; NR_NODE_MEMBLKS = MAX_NUMNODES,
+        so one block per node."""
+        return ArchInfo(bits_per_long=32, phys_addr_bits=64 if profile.cfg.pae else 32,
+                        numa=False, memblks_per_node=1,
+                        smp_cache_bytes=profile.cfg.smp_cache_bytes)
 
 
 __all__ = ["PROFILES", "X86_32", "make_profile"]
