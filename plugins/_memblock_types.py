@@ -90,11 +90,14 @@ class GapIndex:
     fits a gap exactly when that capacity is at least ``size``. Alignments are indexed the
     first time a request uses one (a boot uses a handful: the cache line, the page, 2 MiB);
     an alignment that is not a power of two uses ``A = 1`` (the length), which every fitting
-    gap still passes. :meth:`desc` merges the classes that can hold a request, highest
-    address first; :meth:`refresh` re-reads the gaps that touch an address window after the
-    regions changed there (every change is local: after the first use of an alignment
-    nothing is rebuilt). Starts are :class:`SortedKeys`, so filing or dropping a gap costs
-    O(log n) however many there are.
+    gap still passes. ``filed[A]`` holds every gap filed for ``A`` (the slivers alignment
+    leaves hold no aligned block and are not in it). :meth:`desc` tries the highest few of
+    ``filed[A]`` first, then merges the classes that can hold a request, highest address
+    first; :meth:`refresh` re-reads the gaps that touch an address window after the regions
+    changed there, :meth:`split_gap` is its shortcut for one piece added inside one gap
+    (every change is local: after the first use of an alignment nothing is rebuilt). Starts
+    are :class:`SortedKeys`, so filing or dropping a gap costs O(log n) however many there
+    are.
     """
 
     def __init__(self) -> None:
