@@ -216,7 +216,7 @@ def explain_log(
     # Confirmation compares the counted records with the other side: the emulation when the
     # real calls are counted, the real calls when the emulation is.
     other = None if real_recs is None else (emu_recs if accounting == "replay" else real_recs)
-    rows, booted, rules = _table(
+    rows, booted, _rules = _table(
         machine, arch, counted, counted_recs, symbols, emu_recs, other, notes
     )
     kernel = kernel_figures(text)
@@ -235,8 +235,6 @@ def explain_log(
         exit_code=counted.exit_code,
         boot=counted,
     )
-    if rules is not None:
-        rules.finish(expl)
     return expl
 
 

@@ -121,20 +121,40 @@ def test_2008_every_row_is_confirmed(case):
 
 
 @pytest.mark.parametrize("case", AMD64_61)
-def test_amd64_reserved_sums_and_deferred_pages_are_named(case):
-    """amd64 6.1 prints Memory: before deferred struct-page init: its free figure is not
-    modelled. The reserved rows (present - totalram_pages, which counts deferred pages as
-    released) sum exactly; the rest of total - free is one row that says it is not
-    modelled and takes its size from the kernel's figures."""
+def test_amd64_rows_sum_with_computed_deferred_pages(case):
+    """amd64 6.1 prints Memory: before deferred struct-page init has freed most pages. The
+    reserved rows (present - totalram_pages, which counts deferred pages as released) sum
+    exactly; total - free is those rows plus two computed ones, neither sized from the
+    kernel's figures: the deferred pages (the handed pages at or above each node's
+    first_deferred_pfn) and the PUD pages preallocate_vmalloc_pages() takes, one per 512 GiB
+    PGD slot of the 32 TiB vmalloc area (4-level paging): (32 << 40) >> 39 = 64."""
     path = LOGS_61 / f"{case}.log"
     expl = explain(path)
-    free, total, reserved = memory_line(path)
-    res, _ = sums(expl)
-    assert res == reserved
+    check_sums(expl, path)
     others = [r for r in expl.rows if r.counted_in == "total-free"]
-    assert [r.owner.split(":")[0] for r in others] == ["deferred struct-page init"]
-    assert "not modelled" in others[0].note
-    assert others[0].kib == total - free - reserved > 0
+    assert [r.owner.split(":")[0] for r in others] == [
+        "deferred struct-page init",
+        "preallocate_vmalloc_pages()",
+    ]
+    assert others[1].pages == (32 << 40) >> 39 == 64
+    assert not any(r.note for r in others)
+
+
+def test_amd64_512M_deferred_row_arithmetic():
+    """amd64_512M: one node, RAM [1, 0x9f) + [0x100, 0x1ffe0). Its last zone is DMA32, from
+    pfn 0x1000: defer_init() counts pfns from there and stops at the first section-aligned
+    pfn after more than 0x8000 of them: 0x9000 is the 0x8001st but not aligned, so
+    first_deferred_pfn = 0x10000. Below it, memblock_free_all() frees the RAM outside the
+    first MiB (158 + 0xff00 pages, all reserved up to 0x100) and the kernel image
+    [0x1000000, 0x4411000) (0x3411 = 13329 pages): 0xff00 - 13329 = 51951 pages; less the 64
+    vmalloc PUD pages: 51887 pages = 207548K, the log's free figure. The deferred row is the
+    rest of totalram_pages = total - reserved."""
+    path = LOGS_61 / "amd64_512M.log"
+    free, total, reserved = memory_line(path)
+    assert (0xFF00 - 0x3411 - 64) * 4 == free == 207548
+    expl = explain(path)
+    rows = {r.owner.split(":")[0]: r for r in expl.rows}
+    assert rows["deferred struct-page init"].kib == total - reserved - (0xFF00 - 0x3411) * 4
 
 
 def test_tpae_1G_arithmetic():

@@ -219,16 +219,10 @@ def diff(kind: str, real: list[str], got: list[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # What the emulator does not model (per case and kind), and what still mismatches
 
-_DEFERRED = (
-    "amd64 prints Memory: before deferred struct-page initialisation finishes "
-    "(CONFIG_DEFERRED_STRUCT_PAGE_INIT), so its free-page figure is not the early-boot "
-    "result bootemu computes (real-boots README)"
-)
-
 #: (case, kind) → why bootemu does not reproduce that line. Each entry must really mismatch.
-NOT_MODELLED: dict[tuple[str, str], str] = {
-    **{(case, "Memory-first-figure"): _DEFERRED for case in AMD64},
-}
+#: Empty: the amd64 ``Memory:`` free figure, printed before deferred struct-page init has
+#: freed most pages, is modelled (numa64 6.1 ``deferred_struct_page_init``).
+NOT_MODELLED: dict[tuple[str, str], str] = {}
 
 #: (case, kind) → a mismatch in a modelled kind, to be fixed in the arch; strict xfail, so a
 #: fix makes the test fail until the entry is removed. Empty: every modelled kind matches.

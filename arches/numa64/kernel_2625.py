@@ -26,7 +26,7 @@ from arches.numa64.setup_2625 import Setup2625
 from arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, early_bug, max_active_regions
 from arches.numa64.v2_6_25 import Numa64Base, blocks_from
 from bootemu import e820
-from bootemu.models import Layout, Machine, pfn_phys
+from bootemu.models import BootemuError, Layout, Machine, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from arches.numa64 import Config
@@ -57,6 +57,9 @@ class Linux2625(Init2625, Mm2625, Setup2625, Numa64Base):
 
     def __init__(self, machine: Machine, cfg: Config) -> None:
         super().__init__(machine, cfg)
+        if cfg.deferred_struct_page_init:
+            raise BootemuError(f"{machine.source}: kernel.deferred_struct_page_init: 2.6.25 "
+                               "has no deferred struct-page init (it came in 4.2)")
         self.node_map = NodeMap(max_active_regions(cfg.nodes_shift))
         self.end_pfn = self.end_pfn_map = 0
         self.memnode: list[tuple[int, int, int]] = [(0, 1, 0)]

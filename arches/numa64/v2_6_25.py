@@ -117,6 +117,7 @@ class Numa64Base(Srat2625):
         "data_size": 1 << 20,
         "init_size": 512 << 10,
         "mp_table": 0xF5BA0,  # the firmware's MP floating pointer; only 6.1 prints it
+        "deferred_struct_page_init": False,  # CONFIG_DEFERRED_STRUCT_PAGE_INIT: since 4.2
     }
 
     def __init__(self, machine: Machine, cfg: Config) -> None:

@@ -23,7 +23,9 @@ What changed, in one place:
   memblock-allocated top-down inside its node, below the page tables init_mem_mapping() took
   from the top of RAM (:mod:`arches.numa64.direct_map`). No bootmem span, no ZONE_ALIGN.
 - Zone and node lines in the ``[mem %#018Lx-%#018Lx]`` format, ``On node N, zone Z: N pages
-  in unavailable ranges``, and the ``Memory:`` line whose total is all present pages.
+  in unavailable ranges``, and the ``Memory:`` line whose total is all present pages and
+  whose free figure lacks the pages deferred struct-page init frees later (key
+  ``deferred_struct_page_init``) and the vmalloc page tables mem_init() allocates.
 - Early allocations: sparse_init() per run of same-node sections, per-cpu first chunk, the
   dentry and inode hashes (only without hashdist, i.e. with one memory node).
 - The MP-table, PCI-gap, ``setup_percpu:``, ``Built N zonelists`` and hash-table lines
@@ -45,7 +47,7 @@ from arches.numa64.v2_6_25 import (
     pieces,
 )
 from arches.numa64.v2_6_25 import Numa64Base as Linux2625  # what 6.1 shares with 2008
-from arches.numa64.v6_1_mm import NR_CPUS, Mm61
+from arches.numa64.v6_1_mm import NR_CPUS, VMALLOC_PGD_SLOTS, Mm61
 from arches.numa64.v6_1_numa import Numa61
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
@@ -94,6 +96,9 @@ class Linux61(Numa61, Mm61, Linux2625):
         "percpu_size": 62 * PAGE_SIZE,  # "percpu: Embedded 62 pages/cpu"
         "struct_page_size": 64,
         "mp_table": 0xF5BA0,  # found SMP MP-table at [mem 0x000f5ba0-0x000f5baf] (SeaBIOS)
+        # CONFIG_DEFERRED_STRUCT_PAGE_INIT=y in Debian's 6.1 amd64 config ("node N deferred
+        # pages initialised" in every log)
+        "deferred_struct_page_init": True,
     }
 
     def __init__(self, machine: Machine, cfg: Config) -> None:
@@ -255,7 +260,7 @@ class Linux61(Numa61, Mm61, Linux2625):
         """sparse_init(), free_area_init() (the zone and node lines), e820__setup_pci_gap(),
         then start_kernel(): the per-cpu chunk, build_all_zonelists(), and
         vfs_caches_init_early() unless page_alloc_init() left hashdist on (more than one
-        node with memory)."""
+        node with memory); then mem_init()'s swiotlb, before memblock_free_all()."""
         self.sparse_init(boot, allocator)
         self.print_zones(boot)
         self.pci_gap(boot)
@@ -263,6 +268,7 @@ class Linux61(Numa61, Mm61, Linux2625):
         self.build_all_zonelists(boot)
         if not self.hash_distributed():
             self.vfs_hashes(boot, allocator)
+        self.swiotlb_init(boot, allocator)  # mm_init() -> mem_init() -> pci_iommu_alloc()
 
     def hash_distributed(self) -> bool:
         """page_alloc_init(), 6.1: hashdist is turned off when one node has memory."""
@@ -387,17 +393,29 @@ class Linux61(Numa61, Mm61, Linux2625):
         return allocator.handoff(sink=pagealloc, node=None)
 
     def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
-        """mem_init_print_info(): ``Memory: %luK/%luK available (...)``; the second figure is
-        every present page (get_num_physpages()). Then, with hashdist, vfs_caches_init()'s
+        """x86_64 mem_init() (arch/x86/mm/init_64.c, 6.1: memblock_free_all(), then
+        preallocate_vmalloc_pages()) and mem_init_print_info(): ``Memory: %luK/%luK available
+        (...)``. The first figure is nr_free_pages(): what memblock_free_all() released below
+        each node's first_deferred_pfn (:meth:`~arches.numa64.v6_1_mm.Mm61.deferred_pages`)
+        minus the vmalloc PUD pages; the second every present page (get_num_physpages()); the
+        reserved figure present - totalram_pages. Then, with hashdist, vfs_caches_init()'s
         dentry and inode hashes (their lines only: vmalloc'd from the buddy allocator)."""
         if pagealloc is None:
             return
         lay = self.lay
-        free = pagealloc.received
+        # totalram_pages counts every page memblock_free_all() released, deferred ones too;
+        # nr_free_pages() misses the deferred pages and the vmalloc page tables mem_init()
+        # took from the buddy allocator since (the boot pagesets hold no order-0 pages).
+        totalram = pagealloc.received
+        deferred = self.deferred_pages(pagealloc)
+        vmalloc_pt = min(VMALLOC_PGD_SLOTS, totalram - deferred)
+        free = totalram - deferred - vmalloc_pt
+        boot.facts.update(deferred_pages=deferred, vmalloc_pgtable_pages=vmalloc_pt)
         line = (f"Memory: {free * 4}K/{lay.ram_pages * 4}K available ({IMAGE_FIELDS}, "
-                f"{(lay.ram_pages - free) * 4}K reserved, 0K cma-reserved)")
+                f"{(lay.ram_pages - totalram) * 4}K reserved, 0K cma-reserved)")
         boot.summary.append(line)
-        boot.printk("mm.summary", line, free_pages=free, present_pages=lay.ram_pages)
+        boot.printk("mm.summary", line, free_pages=free, present_pages=lay.ram_pages,
+                    deferred_pages=deferred, vmalloc_pgtable_pages=vmalloc_pt)
         if self.hash_distributed():
             self.vfs_hashes(boot, None)
 

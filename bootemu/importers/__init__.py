@@ -444,6 +444,14 @@ def import_dmesg(
         numa = tuple(srat_ranges(numa, hulls=True))
         shown = ", ".join(f"{m.node}:{m.start:#x}-{m.end:#x}" for m in numa)
         notes.append(f"numa.memory: the SRAT lines are node hulls (2.6.25), read back as {shown}")
+    if log.srat_rejected is not None and chosen_arch != ARCH_32:
+        # 2.6.2x printed the overlapping entry only in its error line, then dropped the table
+        numa = (*numa, log.srat_rejected)
+        r = log.srat_rejected
+        notes.append(
+            f"numa.memory: + {r.node}:{r.start:#x}-{r.end:#x}, the entry of the 'overlaps with"
+            " PXM' line (the kernel read no entry after it)"
+        )
     for item in overrides:
         notes.append(f"{item} (from --set)")
 

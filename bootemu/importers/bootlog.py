@@ -135,6 +135,12 @@ _SRAT_MODERN = re.compile(
 )
 #: arch/x86/mm/srat_64.c (2.6.2x): ``SRAT: Node %u PXM %u %Lx-%Lx`` (exclusive end, no 0x).
 _SRAT_OLD = re.compile(r"SRAT: Node (\d+) PXM (\d+) ([0-9a-f]+)-([0-9a-f]+)\s*$")
+#: arch/x86/mm/srat_64.c acpi_numa_memory_affinity_init() (2.6.2x), on an entry that overlaps
+#: another node: ``SRAT: PXM %d (%lx-%lx) overlaps with PXM %d (%Lx-%Lx)`` (the entry's own
+#: range, exclusive end), then bad_srat(): no later entry is parsed or printed.
+_SRAT_OLD_OVERLAP = re.compile(
+    r"SRAT: PXM (\d+) \(([0-9a-f]+)-([0-9a-f]+)\) overlaps with PXM \d+ \([0-9a-f]+-[0-9a-f]+\)"
+)
 #: mm/memblock.c memblock_reserve() with memblock=debug: ``memblock_reserve: [%pa-%pa] %pS``.
 _MEMBLOCK_RESERVE = re.compile(
     r"memblock_reserve: \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\] (\w+)\+0x[0-9a-f]+/0x[0-9a-f]+"
@@ -172,6 +178,10 @@ class BootLog:
     highmem_line: bool = False
     lowmem_line: bool = False
     srat: list[tuple[NumaMemory, str]] = field(default_factory=list)
+    #: The SRAT entry 2.6.2x rejected for overlapping another node (printed by no "SRAT: Node"
+    #: line; the table's last entry the kernel read), and the PXM -> node map of the lines.
+    srat_rejected: NumaMemory | None = None
+    srat_pxm_nodes: dict[int, int] = field(default_factory=dict)
     reserves: list[tuple[int, int, str]] = field(default_factory=list)
     dump_reserved: list[tuple[int, int]] = field(default_factory=list)
     memory_k: dict[str, int] = field(default_factory=dict)
@@ -229,6 +239,18 @@ def read_boot_log(text: str, *, source: str) -> BootLog:
             m = _SRAT_CPU.search(line)
             if m:
                 log.cpu_nodes.append(int(m.group(2)))
+                log.srat_pxm_nodes.setdefault(int(m.group(1)), int(m.group(2)))
+                continue
+            m = _SRAT_OLD_OVERLAP.search(line)
+            if m and log.srat_rejected is None:
+                # setup_node() ran before the conflict check: the PXM's node, as the earlier
+                # lines map it; a PXM no line names yet got first_unset_node()
+                # (drivers/acpi/numa.c acpi_map_pxm_to_node()).
+                pxm = int(m.group(1))
+                taken = set(log.srat_pxm_nodes.values())
+                first_unset = min(set(range(len(taken) + 1)) - taken)
+                node = log.srat_pxm_nodes.get(pxm, first_unset)
+                log.srat_rejected = NumaMemory(node, int(m.group(2), 16), int(m.group(3), 16))
         elif "Allowing" in line and log.possible_cpus is None:
             m = _SMPBOOT_CPUS.search(line)
             if m:
@@ -264,6 +286,7 @@ def _read_srat(line: str, log: BootLog) -> None:
     m = _SRAT_OLD.search(line)
     if m:
         node, start, end = int(m.group(1)), int(m.group(3), 16), int(m.group(4), 16)
+        log.srat_pxm_nodes.setdefault(int(m.group(2)), node)
         if end & 0xFFF == 0xFFF:
             # 2.6.2x srat_64.c quirk: some versions print nd->end after ``nd->end--``.
             end += 1
