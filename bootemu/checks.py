@@ -121,13 +121,13 @@ class Recorder:
         if addr is None or layout is None or size <= 0:
             return ()
         first, last = pfn_down(addr), pfn_up(addr + size)
-        node = layout.node_of(first)
-        if node is not None and layout.node_of(last - 1) == node:
+        i = bisect.bisect_right(layout.block_starts, first) - 1
+        if i >= 0:
             # The usual request: inside one block (blocks of a node never touch another
             # node's without a gap or a block boundary, which node_pieces() would show).
-            block_end = layout.blocks[bisect.bisect_right(layout.block_starts, first) - 1].end_pfn
-            if last <= block_end:
-                return (node,)
+            block = layout.blocks[i]
+            if first < block.end_pfn and last <= block.end_pfn:
+                return (block.node,)
         pieces = layout.node_pieces(first, last)
         return tuple(sorted({n for _, _, n in pieces if n is not None}))
 
@@ -219,13 +219,14 @@ class Recorder:
         )
 
     def _record_alloc(self, request: AllocRequest, addr: int | None) -> None:
-        self.boot.allocations.append(
+        boot, limit = self.boot, request.limit  # limit is computed: once per request
+        boot.allocations.append(
             AllocationRecord(
                 op="alloc",
                 size=request.size,
                 align=request.align,
                 goal=request.goal,
-                limit=request.limit,
+                limit=limit,
                 node=request.node,
                 addr=addr,
                 nodes_touched=self._nodes_touched(addr, request.size),
@@ -234,13 +235,13 @@ class Recorder:
                 label=request.label,
             )
         )
-        self.boot.trace(
+        boot.trace(
             "alloc.request",
             wrapper=request.wrapper,
             size=request.size,
             align=request.align,
             goal=request.goal,
-            limit=request.limit,
+            limit=limit,
             node=request.node,
             addr=addr,
             caller=request.caller,
@@ -409,17 +410,24 @@ def run_checks(
     # misplaced: node-specific allocations and free lists holding another node's pages.
     holes: list[tuple[int, int, str]] = []
     misplaced: list[tuple[int, int, str]] = []
+    # Per allocation (one per early request): the usual one lies inside one RAM range and one
+    # block of its own node, which one bisect each shows; the rest is computed in full.
+    ram_starts = [s for s, _ in ram]
+    block_starts, blocks = layout.block_starts, layout.blocks
     for request, addr in recorder.allocs if recorder is not None else ():
         ps, pe = pfn_down(addr), pfn_up(addr + request.size)
         name = request.label or request.caller or request.wrapper
-        outside_ram = subtract([(ps, pe)], ram)
-        if outside_ram:  # the message is built only for the (rare) allocation it names
-            holes += _tag(outside_ram, f"{name}: allocation at {addr:#x} touches non-RAM pages")
+        k = bisect.bisect_right(ram_starts, ps) - 1
+        if k < 0 or pe > ram[k][1]:
+            outside_ram = subtract([(ps, pe)], ram)
+            if outside_ram:  # the message is built only for the (rare) allocation it names
+                holes += _tag(outside_ram, f"{name}: allocation at {addr:#x} touches non-RAM pages")
         if request.node is None or not request.wrapper.endswith("_node"):
             continue
-        if layout.node_of(ps) == request.node and layout.node_of(pe - 1) == request.node:
-            i = bisect.bisect_right(layout.block_starts, ps) - 1
-            if pe <= layout.blocks[i].end_pfn:
+        i = bisect.bisect_right(block_starts, ps) - 1
+        if i >= 0:
+            block = blocks[i]
+            if block.node == request.node and ps < block.end_pfn and pe <= block.end_pfn:
                 continue  # inside one block of its own node: nothing misplaced
         for s, e, where in layout.node_pieces(ps, pe):
             if where is not None and where != request.node:

@@ -7,7 +7,9 @@ ends the boot with outcome ``"panic"``; the report is still built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,24 @@ def run_workload(boot: Boot, allocator: AllocatorFacade) -> None:
             raise BootemuError(f"{boot.machine.source}: workload: unknown op {op.op!r}")
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one boot (reference counting still frees).
+
+    A boot keeps a few container objects per early request (the ledger's records, the
+    requests), and every full pass of the collector walks all of them again: at 4 TiB (65 000
+    requests) five passes cost an eighth of the boot, finding nothing. The collector runs
+    again once the boot returns; it never changes what a boot computes.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def boot_machine(
     machine: Machine,
     *,
@@ -99,6 +119,29 @@ def boot_machine(
     ``allocator_plugin`` inject ready instances instead of discovering them by name (tests and
     tools that bring their own arch or backend).
     """
+    with _no_cycle_collection():
+        return _boot_machine(
+            machine,
+            allocator=allocator,
+            arch=arch,
+            extra_plugins=extra_plugins,
+            disabled=disabled,
+            arch_plugin=arch_plugin,
+            allocator_plugin=allocator_plugin,
+        )
+
+
+def _boot_machine(
+    machine: Machine,
+    *,
+    allocator: str | None = None,
+    arch: str | None = None,
+    extra_plugins: Sequence[object] = (),
+    disabled: Sequence[str] = (),
+    arch_plugin: object | None = None,
+    allocator_plugin: object | None = None,
+) -> BootResult:
+    """:func:`boot_machine`, with the cyclic collector running as usual."""
     arch_name = arch or machine.arch
     alloc_name = allocator or machine.allocator
     # A bad name is reported against what gave it: the option, or the machine file's key.

@@ -27,6 +27,8 @@ INIT_MEMBLOCK_REGIONS = 128
 NUMA_NO_NODE = -1
 #: Past every address (PHYS_ADDR_MAX + 1 for any phys_addr_t): the end of the last gap.
 INF = 1 << 64
+#: How many gaps :meth:`GapIndex.desc` tries in address order before merging size classes.
+PROBE = 8
 
 
 def round_down(x: int, y: int) -> int:
@@ -88,11 +90,14 @@ class GapIndex:
     fits a gap exactly when that capacity is at least ``size``. Alignments are indexed the
     first time a request uses one (a boot uses a handful: the cache line, the page, 2 MiB);
     an alignment that is not a power of two uses ``A = 1`` (the length), which every fitting
-    gap still passes. :meth:`desc` merges the classes that can hold a request, highest
-    address first; :meth:`refresh` re-reads the gaps that touch an address window after the
-    regions changed there (every change is local: after the first use of an alignment
-    nothing is rebuilt). Starts are :class:`SortedKeys`, so filing or dropping a gap costs
-    O(log n) however many there are.
+    gap still passes. ``filed[A]`` holds every gap filed for ``A`` (the slivers alignment
+    leaves hold no aligned block and are not in it). :meth:`desc` tries the highest few of
+    ``filed[A]`` first, then merges the classes that can hold a request, highest address
+    first; :meth:`refresh` re-reads the gaps that touch an address window after the regions
+    changed there, :meth:`split_gap` is its shortcut for one piece added inside one gap
+    (every change is local: after the first use of an alignment nothing is rebuilt). Starts
+    are :class:`SortedKeys`, so filing or dropping a gap costs O(log n) however many there
+    are.
     """
 
     def __init__(self) -> None:
@@ -100,6 +105,7 @@ class GapIndex:
         self.end: dict[int, int] = {}
         self.classes: dict[int, dict[int, SortedKeys]] = {}  # alignment -> class -> starts
         self.aligns: list[int] = [1]
+        self.filed: dict[int, SortedKeys] = {1: SortedKeys()}  # alignment -> every filed start
         self._add(0, INF)  # the empty type: one gap over everything
 
     def _keys(self, s: int, e: int, aligns: list[int] | None = None) -> list[tuple[int, int]]:
@@ -116,7 +122,8 @@ class GapIndex:
         same capacity bit length for every alignment, 0 standing for "not filed"."""
         for a in self.aligns:
             r = ((s - 1) | (a - 1)) + 1  # round_up(s, a)
-            if max(e - r, 0).bit_length() != max(f - r, 0).bit_length():
+            x, y = e - r, f - r
+            if (x if x > 0 else 0).bit_length() != (y if y > 0 else 0).bit_length():
                 return False
         return True
 
@@ -128,6 +135,7 @@ class GapIndex:
         if cls is None:
             cls = by_class[c] = SortedKeys()
         cls.add(s)
+        self.filed[a].add(s)
 
     def _add(self, s: int, e: int) -> None:
         self.starts.add(s)
@@ -138,6 +146,7 @@ class GapIndex:
     def _drop(self, s: int) -> None:
         for a, c in self._keys(s, self.end.pop(s)):
             self.classes[a][c].remove(s)
+            self.filed[a].remove(s)
         self.starts.remove(s)
 
     def refresh(self, regions: MemblockType, lo: int, hi: int) -> None:
@@ -180,15 +189,48 @@ class GapIndex:
                     self._drop(s)
                 self._add(s, e)
 
+    def split_gap(self, s: int, e: int) -> None:
+        """:meth:`refresh` after ``[s, e)``, inside one gap, became covered: that gap keeps
+        what lies below ``s`` (same start: kept as in :meth:`refresh` when filed alike) and a
+        new gap starts at ``e`` when the old one went on past it."""
+        gs = self.starts.floor(s)
+        assert gs is not None
+        ge = self.end[gs]
+        if gs < s and self._same_classes(gs, ge, s):
+            self.end[gs] = s
+        else:
+            self._drop(gs)
+            if gs < s:
+                self._add(gs, s)
+        if e < ge:
+            self._add(e, ge)
+
     def desc(self, hi: int, size: int, align: int) -> Iterator[tuple[int, int]]:
         """Gaps starting below ``hi`` that might hold ``size`` bytes aligned to ``align``
         (all that do, and some that do not), highest first."""
         a = align if align > 0 and align & (align - 1) == 0 else 1
         if a not in self.aligns:
             self.aligns.append(a)
+            self.filed[a] = SortedKeys()
             for s in self.starts:  # ascending: each class grows at its end
                 for _, c in self._keys(s, self.end[s], [a]):
                     self._file(a, c, s)
+        # The walk yields exactly the gaps below hi whose capacity is at least size (and > 0),
+        # descending. The first PROBE gaps filed for the alignment are tried one by one (a
+        # top-down search usually stops there: the slivers alignment leaves are not filed);
+        # the class merge below is only set up when the search goes on past them.
+        end = self.end
+        n = 0
+        for s in self.filed[a].desc(hi):
+            e = end[s]
+            if e - round_up(s, a) >= size:
+                yield s, e
+            n += 1
+            if n == PROBE:
+                hi = s
+                break
+        else:
+            return
         low = max(size, 1).bit_length() - 1
         fit = [cls for c, cls in self.classes.get(a, {}).items() if c >= low and cls]
         if len(fit) == 1:
@@ -198,7 +240,6 @@ class GapIndex:
             walk = self.starts.desc(hi)
         else:
             walk = _merge_below(fit, hi)
-        end = self.end
         for s in walk:
             e = end[s]
             cap = e - round_up(s, a)
@@ -285,6 +326,11 @@ class MemblockType:
 
     def uncovered(self, base: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[base, end)`` that no region covers, ascending."""
+        b = self.bases.floor(base)
+        if b is None or self.end[b] <= base:  # base is free: one piece unless a region follows
+            nxt = self.bases.higher(base)
+            if nxt is None or nxt >= end:
+                return [(base, end)] if base < end else []
         out, pos = [], base
         for b, e, _ in self.asc(base):
             if pos >= end or b >= end:
@@ -308,6 +354,10 @@ class MemblockType:
         if len(self.bases) + len(pieces) > self.max:  # callers grow the array first
             raise OverflowError(f"memblock: {self.name}: BUG_ON(type->cnt >= type->max)")
         bases, end, nids = self.bases, self.end, self.nid
+        if len(pieces) == 1:  # the usual request: one piece, merged by neighbour searches
+            s, e = pieces[0]
+            self._fill_one(s, e, nid, bases.lower(s), bases.higher(s))
+            return
         for s, e in pieces:
             bases.add(s)
             end[s] = e
@@ -326,6 +376,43 @@ class MemblockType:
             else:
                 cur = b
         self._changed(first, pieces[-1][1])
+
+    def add_free(self, base: int, stop: int, nid: int) -> bool:
+        """The usual memblock_add_range(): ``[base, stop)`` lies in one gap and the array has
+        room for one more region, so the kernel's two passes insert it whole without doubling:
+        :meth:`fill` of that piece, done here with the two neighbours already found. False
+        (nothing changed) when that is not the case: the caller takes the general path."""
+        bases, end = self.bases, self.end
+        before = bases.floor(base)
+        if before is not None and end[before] > base:
+            return False
+        after = bases.higher(base)
+        if (after is not None and after < stop) or len(bases) + 1 > self.max:
+            return False
+        self._fill_one(base, stop, nid, before, after)
+        return True
+
+    def _fill_one(self, s: int, e: int, nid: int, before: int | None, after: int | None) -> None:
+        """:meth:`fill` of the one piece ``[s, e)`` lying in a gap, between the regions based
+        at ``before`` and ``after`` (None: none): they are the whole merge window, and the gap
+        it lay in is the only one that changes (see :meth:`GapIndex.split_gap`): the same
+        regions and gaps as the general case."""
+        bases, end, nids = self.bases, self.end, self.nid
+        if before is not None and end[before] == s and nids[before] == nid:
+            cur = before
+            end[before] = e
+        else:
+            bases.add(s)
+            end[s] = e
+            nids[s] = nid
+            cur = s
+        if after is not None and end[cur] == after and nids[after] == nid:
+            end[cur] = end.pop(after)
+            del nids[after]
+            bases.remove(after)
+        self._flat = None
+        if self.gaps is not None:
+            self.gaps.split_gap(s, e)
 
     def split(self, addr: int) -> None:
         """Half of memblock_isolate_range(): cut the region that straddles ``addr`` (both

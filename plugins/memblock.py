@@ -208,6 +208,8 @@ class Memblock:
         if not t.bases:  # the empty array's dummy region is simply overwritten
             t.fill([(base, end)], nid)
             return 0
+        if t.add_free(base, end, nid):  # the usual case: one piece, no doubling
+            return 0
         pieces = t.uncovered(base, end)
         if not pieces:
             return 0
@@ -295,34 +297,6 @@ class Memblock:
     # ---------------------------------------------------------------------------------------
     # free ranges and the search
 
-    def free_ranges_rev(self, nid: int, lo: int, hi: int, size: int,
-                        align: int) -> Iterator[tuple[int, int, int]]:
-        """for_each_free_mem_range_reverse(): ``(start, end, nid)`` of memory minus reserved,
-        highest first, for regions of ``nid`` (all for NUMA_NO_NODE), cut to ``[lo, hi)``.
-
-        Ranges lying in a gap of ``reserved`` that cannot hold ``size`` bytes aligned to
-        ``align`` are skipped, and so are those above ``hi`` and below ``lo``: the search
-        clamps a range to ``[start, end]`` and needs ``size`` bytes there, so none of those
-        could fit (see plugins._memblock_types).
-
-        As the kernel's walk, memory regions outside (highest first, regions of other nodes
-        skipped), the gaps of ``reserved`` inside each: the pieces are disjoint, so this is
-        the kernel's descending order, and a request for one node of many interleaved ones
-        never visits the gaps lying in the other nodes' memory.
-        """
-        bases, ends, nids = self.memory.flat()
-        gaps = self.reserved.gaps
-        assert gaps is not None
-        i = bisect.bisect_left(bases, hi) - 1
-        while i >= 0 and ends[i] > lo:
-            if nid in (NUMA_NO_NODE, nids[i]):
-                s, e = max(bases[i], lo), min(ends[i], hi)
-                for gs, ge in gaps.desc(e, size, align):
-                    if ge <= s:
-                        break
-                    yield max(gs, s), min(ge, e), nids[i]
-            i -= 1
-
     def free_ranges(self, nid: int, lo: int = 0) -> Iterator[tuple[int, int, int]]:
         """for_each_free_mem_range(): the same ranges ascending, from ``lo`` up."""
         mem, res = self.memory, self.reserved
@@ -357,13 +331,36 @@ class Memblock:
         # __memblock_find_range_top_down(): from the highest free range, as high as fits.
         # A zero-sized request walks every range unclipped (clamping then decides).
         lo, hi = (start, end) if size else (-1, INF)
-        for s, e, _ in self.free_ranges_rev(nid, lo, hi, size, align):
-            s, e = min(max(s, start), end), min(max(e, start), end)
-            if e < size:
-                continue
-            cand = round_down(e - size, align)
-            if cand >= s:
-                return cand
+        # for_each_free_mem_range_reverse(): memory minus reserved, highest first, walked as
+        # the kernel does: memory regions outside (highest first, regions of other nodes
+        # skipped), the gaps of ``reserved`` inside each. The pieces are disjoint, so this is
+        # the kernel's descending order, and a request for one node of many interleaved ones
+        # never visits the gaps lying in the other nodes' memory. Ranges lying in a gap of
+        # ``reserved`` that cannot hold ``size`` bytes aligned to ``align`` are skipped, and
+        # so are those above ``hi`` and below ``lo``: the search clamps a range to ``[start,
+        # end]`` and needs ``size`` bytes there, so none of those could fit (see
+        # plugins._memblock_types). One loop, no generator per level: it runs per request.
+        bases, ends, nids = self.memory.flat()
+        gaps = self.reserved.gaps
+        assert gaps is not None
+        i = bisect.bisect_left(bases, hi) - 1
+        while i >= 0 and ends[i] > lo:
+            if nid == NUMA_NO_NODE or nid == nids[i]:
+                ms, me = max(bases[i], lo), min(ends[i], hi)
+                for gs, ge in gaps.desc(me, size, align):
+                    if ge <= ms:
+                        break
+                    # the range cut to the region, then clamped to [start, end]
+                    s = gs if gs > ms else ms
+                    e = ge if ge < me else me
+                    s = end if s > end else (start if s < start else s)
+                    e = end if e > end else (start if e < start else e)
+                    if e < size:
+                        continue
+                    cand = round_down(e - size, align)
+                    if cand >= s:
+                        return cand
+            i -= 1
         return 0
 
     def alloc_range_nid(self, size: int, align: int, start: int, end: int, nid: int,
@@ -490,7 +487,9 @@ class Memblock:
         and __free_pages_memory(); then memblock_discard() of self-allocated region arrays."""
         max_low_pfn = pfn_down(self.current_limit)
         count = 0
-        for s, e, nid in list(self.free_ranges(NUMA_NO_NODE)):
+        # Ranges of other nodes are skipped: asking free_ranges() for the node's regions only
+        # gives the same ranges in the same order, without walking the others' reservations.
+        for s, e, nid in list(self.free_ranges(NUMA_NO_NODE if node is None else node)):
             if node is not None and nid != node:
                 continue
             start_pfn, end_pfn = pfn_up(s), min(pfn_down(e), max_low_pfn)
