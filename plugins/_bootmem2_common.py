@@ -1,8 +1,9 @@
-"""What the two bootmem2 backends of :mod:`plugins.bootmem2` share: bitmap routines and the
+"""What the two bootmem2 backends of :mod:`bootemu_plugins.bootmem2` share: bitmap routines and the
 block registration / tracing base class.
 
-Private to bootmem2 (no entry point of its own; only ``plugins.bootmem2`` and
-``plugins.bootmem2_rfc1`` import it), split out to keep each file at one idea. Every bitmap is a
+Private to bootmem2 (no entry point of its own; only ``bootemu_plugins.bootmem2`` and
+``bootemu_plugins.bootmem2_rfc1`` import it), split out to keep each file at one idea. Every
+bitmap is a
 :class:`~bootemu.runmap.RunMap` (the bits kept as runs) indexed by ``pfn - base``, bit set =
 reserved. Searches jump with ``find`` and hand-off walks free runs: nothing loops over single
 pfns.

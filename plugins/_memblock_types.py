@@ -1,9 +1,9 @@
-"""The region arrays of :mod:`plugins.memblock`: struct memblock_type and its gap index.
+"""The region arrays of :mod:`bootemu_plugins.memblock`: struct memblock_type and its gap index.
 
-Private to the memblock backend (no entry point of its own; only ``plugins.memblock`` imports
-it), split out to keep each file at one idea: this one is data structure, the other one the
-kernel routines. The sorted sets are :class:`plugins._sorted_keys.SortedKeys` (chunked, so an
-insert or removal in the middle of a million regions does not shift the other ones).
+Private to the memblock backend (no entry point of its own; only ``bootemu_plugins.memblock``
+imports it), split out to keep each file at one idea: this one is data structure, the other one the
+kernel routines. The sorted sets are :class:`bootemu_plugins._sorted_keys.SortedKeys`
+(chunked, so an insert or removal in the middle of a million regions does not shift the other ones).
 
 Why a gap index: memblock's top-down search walks the free ranges from the top and returns the
 first one that fits. On a machine that makes tens of thousands of early allocations (the 4 TiB
@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from plugins._sorted_keys import SortedKeys
+from bootemu_plugins._sorted_keys import SortedKeys
 
 #: mm/memblock.c: the static region arrays (INIT_MEMBLOCK_RESERVED_REGIONS defaults to it).
 INIT_MEMBLOCK_REGIONS = 128

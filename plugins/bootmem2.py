@@ -11,7 +11,7 @@ Two backends, both never merged upstream (reference §2):
 
 Both implement the *intended* design of the posted code; each class docstring lists the defects
 of the posted patch that are deliberately not reproduced. The v1 code exactly as posted, every
-defect kept, is :mod:`plugins.bootmem2_rfc1` (``bootmem2-rfc1``), a subclass of
+defect kept, is :mod:`bootemu_plugins.bootmem2_rfc1` (``bootmem2-rfc1``), a subclass of
 :class:`Bootmem2`. Bitmaps are :class:`~bootemu.runmap.RunMap` objects (bit set = reserved,
 kept as runs); searches jump with ``find`` and hand-off walks free runs, so no path loops over
 single pfns. The Python is written from the RFC mails, not copied from them.
@@ -23,6 +23,16 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from bootemu_plugins._bootmem2_common import (
+    Bootmem2Common,
+    check_request,
+    place,
+    placement,
+    release_pages,
+    release_runs,
+    search,
+)
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -39,15 +49,6 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.runmap import RunMap
-from plugins._bootmem2_common import (
-    Bootmem2Common,
-    check_request,
-    place,
-    placement,
-    release_pages,
-    release_runs,
-    search,
-)
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     pass
@@ -60,7 +61,7 @@ class Bootmem2(Bootmem2Common):
     """bootmem2 RFC v1 (2008-05-05), intended design: one global bitmap + blocks.
 
     One bitmap over ``[min_pfn, max_pfn)``; the posted code, defects and all, is
-    :class:`plugins.bootmem2_rfc1.Bootmem2Rfc1` (``bootmem2-rfc1``).
+    :class:`bootemu_plugins.bootmem2_rfc1.Bootmem2Rfc1` (``bootmem2-rfc1``).
 
     Follows ``mm/bootmem2.c`` of "[rfc][patch 2/3] mm: bootmem2" and the ``bootmem2.h``
     compatibility layer: ``bootmem_register_block()``, ``bootmem_map_pages()``,
@@ -163,7 +164,7 @@ class Bootmem2(Bootmem2Common):
 
     def _make_map(self) -> tuple[RunMap, int]:
         """The map filled with ones and the pfn of its bit 0: bit ``pfn - min_pfn`` (defect 1
-        fixed; :mod:`plugins.bootmem2_rfc1` indexes by absolute pfn, as posted)."""
+        fixed; :mod:`bootemu_plugins.bootmem2_rfc1` indexes by absolute pfn, as posted)."""
         return RunMap(self._max_pfn - self._min_pfn, 1), self._min_pfn
 
     def _check(self, start: int, end: int) -> RunMap:

@@ -6,10 +6,10 @@ Johannes Weiner, "[rfc][patch 2/3] mm: bootmem2 - memory block oriented boot tim
 calls ``bootmem_register(0, max_low_pfn)``, ``bootmem_setup(min_low_pfn)`` and, in
 ``mem_init()``, ``bootmem_release()``). This is the code the real RFC kernel ran (v2.6.26-rc1 +
 the three mails, ``CONFIG_HAVE_BOOTMEM2=y``; ``real-boots-2008/logs/trfc_*``), so this backend
-reproduces its pages; :class:`plugins.bootmem2.Bootmem2` stays the intended design.
+reproduces its pages; :class:`bootemu_plugins.bootmem2.Bootmem2` stays the intended design.
 
-It subclasses :class:`~plugins.bootmem2.Bootmem2` and overrides only what the posted code does
-differently: the map's indexing, ``bootmem_alloc_block()`` / ``__bootmem_alloc_block()`` /
+It subclasses :class:`~bootemu_plugins.bootmem2.Bootmem2` and overrides only what the posted
+code does differently: the map's indexing, ``bootmem_alloc_block()`` / ``__bootmem_alloc_block()`` /
 ``bootmem_alloc_node()``, and ``bootmem_release_block()`` / ``bootmem_release_node()``.
 Registration, ``bootmem_setup()`` and its message, ``bootmem_free()`` and ``bootmem_reserve()``
 are the parent's (the same behaviour). Each defect is marked ``# RFC v1 defect: ...`` where it
@@ -20,6 +20,9 @@ nothing) and counted in the backend's stats. The Python is written from the mail
 from __future__ import annotations
 
 from typing import Any
+
+from bootemu_plugins._bootmem2_common import release_pages, release_runs
+from bootemu_plugins.bootmem2 import Bootmem2
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -35,8 +38,6 @@ from bootemu.models import (
     pfn_up,
 )
 from bootemu.runmap import RunMap
-from plugins._bootmem2_common import release_pages, release_runs
-from plugins.bootmem2 import Bootmem2
 
 V1P = "mm/bootmem2.c (RFC v1 as posted, 2008-05-05)"
 
@@ -45,7 +46,7 @@ class Bootmem2Rfc1(Bootmem2):
     """bootmem2 RFC v1 (2008-05-05) as posted: one global bitmap, blocks, defects included.
 
     The defects of the posted ``mm/bootmem2.c``, all reproduced (``alloc.defect`` events name
-    them; 1-5 are the items of :class:`plugins.bootmem2.Bootmem2`'s list). Whenever none of
+    them; 1-5 are the items of :class:`bootemu_plugins.bootmem2.Bootmem2`'s list). Whenever none of
     them fires, the answers are the intended design's (tested against ``bootmem2``):
 
     1. ``absolute-index``: the map holds ``max - min`` bits (word aligned) but every routine

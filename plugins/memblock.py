@@ -23,6 +23,16 @@ import bisect
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bootemu_plugins._memblock_types import (
+    INF,
+    INIT_MEMBLOCK_REGIONS,
+    NUMA_NO_NODE,
+    MemblockType,
+    free_pages_chunks,
+    round_down,
+    round_up,
+)
+
 from bootemu.cmdline import split_cmdline
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
@@ -38,15 +48,6 @@ from bootemu.models import (
     pfn_down,
     pfn_phys,
     pfn_up,
-)
-from plugins._memblock_types import (
-    INF,
-    INIT_MEMBLOCK_REGIONS,
-    NUMA_NO_NODE,
-    MemblockType,
-    free_pages_chunks,
-    round_down,
-    round_up,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -339,7 +340,7 @@ class Memblock:
         # ``reserved`` that cannot hold ``size`` bytes aligned to ``align`` are skipped, and
         # so are those above ``hi`` and below ``lo``: the search clamps a range to ``[start,
         # end]`` and needs ``size`` bytes there, so none of those could fit (see
-        # plugins._memblock_types). One loop, no generator per level: it runs per request.
+        # bootemu_plugins._memblock_types). One loop, no generator per level: it runs per request.
         bases, ends, nids = self.memory.flat()
         gaps = self.reserved.gaps
         assert gaps is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pluggy
 import pytest
+from bootemu_plugins.bootmem import Bootmem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -17,7 +18,6 @@ from bootemu.boot import Boot, Tracer
 from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelPanic, KernelSpec, Machine
-from plugins.bootmem import Bootmem
 
 PS = 4096
 K, M, G = 1 << 10, 1 << 20, 1 << 30

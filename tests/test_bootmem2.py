@@ -11,6 +11,7 @@ from __future__ import annotations
 import pluggy
 import pytest
 import structlog
+from bootemu_plugins.bootmem2 import Bootmem2, Bootmem2PerBlock
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -19,7 +20,6 @@ from bootemu.boot import Boot, Tracer
 from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelSpec, Machine
-from plugins.bootmem2 import Bootmem2, Bootmem2PerBlock
 
 K, M, G = 1 << 10, 1 << 20, 1 << 30
 P = 4096

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import structlog
+from bootemu_plugins.bootmem2 import Bootmem2
+from bootemu_plugins.bootmem2_rfc1 import Bootmem2Rfc1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +26,6 @@ from bootemu.importers import strip_dmesg_prefix
 from bootemu.importers.trace import TraceCall, read_trace
 from bootemu.models import AllocRequest, BootemuError, KernelBug, KernelSpec, Machine
 from bootemu.plugins import AllocatorFacade, make_manager
-from plugins.bootmem2 import Bootmem2
-from plugins.bootmem2_rfc1 import Bootmem2Rfc1
 
 P = 4096
 LOGS = Path(__file__).parent / "data" / "real-boots-2008" / "logs"

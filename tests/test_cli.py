@@ -191,7 +191,7 @@ def test_machines_and_plugins_list(capsys):
         assert name in out
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "plugins.bootmem2:Bootmem2" in out and "arches.x86_32:X86_32" in out
+    assert "bootemu_plugins.bootmem2:Bootmem2" in out and "bootemu_arches.x86_32:X86_32" in out
     assert "bootemu 0.1.0" in out
 
 

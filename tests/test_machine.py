@@ -12,12 +12,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from bootemu_arches.numa64 import Numa64
+from bootemu_arches.x86_32 import X86_32
+from bootemu_arches.x86_32.config import HIGHMEM_CHOICES as HIGHMEM_MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arches.numa64 import Numa64
-from arches.x86_32 import X86_32
-from arches.x86_32.config import HIGHMEM_CHOICES as HIGHMEM_MODELS
 from bootemu.e820 import MAX_TYPE, TYPE_BY_NAME
 from bootemu.machine import (
     dump_machine,

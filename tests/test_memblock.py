@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import structlog
 from bitarray import bitarray
+from bootemu_plugins._memblock_types import NUMA_NO_NODE, free_pages_chunks
+from bootemu_plugins.memblock import Memblock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +28,6 @@ from bootemu.machine import list_presets, load_machine
 from bootemu.models import EBUSY, AllocRequest, KernelPanic, KernelSpec, Machine
 from bootemu.plugins import AllocatorFacade, make_manager
 from bootemu.sequencer import boot_machine
-from plugins._memblock_types import NUMA_NO_NODE, free_pages_chunks
-from plugins.memblock import Memblock
 
 K, M = 1 << 10, 1 << 20
 P = 4096

@@ -5,10 +5,10 @@ memblock_add_range() inserts the uncovered pieces of a range, then memblock_merg
 joins every pair of neighbours that touch and have the same nid; memblock_remove_range()
 isolates the range (memblock_isolate_range() splits the regions crossing its bounds) and drops
 the regions inside. The models below do exactly that on a Python list, the way the kernel does
-on its array; the emulation (plugins._memblock_types on plugins._sorted_keys) must hold the
-same regions after every step, and its gap index must name the same gaps, in the same order,
-as a walk over the model's gaps. Chunks are made tiny (LOAD = 2) so that splitting and
-dropping chunks happens all the time.
+on its array; the emulation (bootemu_plugins._memblock_types on
+bootemu_plugins._sorted_keys) must hold the same regions after every step, and its gap index
+must name the same gaps, in the same order, as a walk over the model's gaps. Chunks are made
+tiny (LOAD = 2) so that splitting and dropping chunks happens all the time.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import bootemu_plugins._sorted_keys as sk
+from bootemu_plugins._memblock_types import INF, NUMA_NO_NODE, MemblockType, round_up
+from bootemu_plugins._sorted_keys import SortedKeys
+from bootemu_plugins.memblock import Memblock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import plugins._sorted_keys as sk
-from plugins._memblock_types import INF, NUMA_NO_NODE, MemblockType, round_up
-from plugins._sorted_keys import SortedKeys
-from plugins.memblock import Memblock
 
 
 @contextlib.contextmanager

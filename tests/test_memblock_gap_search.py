@@ -1,6 +1,6 @@
 """The memblock gap search past its first probes: many gaps, every fitting one in order.
 
-:meth:`plugins._memblock_types.GapIndex.desc` tries the highest ``PROBE`` gaps filed for an
+:meth:`bootemu_plugins._memblock_types.GapIndex.desc` tries the highest ``PROBE`` gaps filed for an
 alignment one by one, then merges the size classes below the last one tried. Here ``reserved``
 gets dozens of separate regions (more gaps than ``PROBE``), from one-piece adds (the shortcut
 that splits one gap) and adds spanning several regions (the general refresh), and every
@@ -11,12 +11,11 @@ highest first.
 
 from __future__ import annotations
 
+import bootemu_plugins._memblock_types as mt
+from bootemu_plugins._memblock_types import INF, NUMA_NO_NODE, MemblockType, round_up
+from bootemu_plugins.memblock import Memblock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import plugins._memblock_types as mt
-from plugins._memblock_types import INF, NUMA_NO_NODE, MemblockType, round_up
-from plugins.memblock import Memblock
 
 SPAN = 4200  # every add ends below this
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from bootemu_arches.numa64.v6_1_mm import VMALLOC_PGD_SLOTS, Mm61
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from arches.numa64.v6_1_mm import VMALLOC_PGD_SLOTS, Mm61
 from bootemu.machine import load_machine
 from bootemu.models import Block, BootemuError, Layout, Zone
 from bootemu.sequencer import boot_machine

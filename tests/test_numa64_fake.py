@@ -20,11 +20,11 @@ import re
 from pathlib import Path
 
 import pytest
+from bootemu_arches.numa64.numa_emu_61 import FAKE_NODE_MIN_SIZE, numa_emulation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from arches.numa64.numa_emu_61 import FAKE_NODE_MIN_SIZE, numa_emulation
 from bootemu.machine import load_machine
 from bootemu.models import BootemuError
 from bootemu.sequencer import boot_machine

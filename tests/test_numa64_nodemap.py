@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 
 def _map(*adds: tuple[int, int, int]) -> Any:
-    from arches.numa64.srat_2625 import NodeMap
+    from bootemu_arches.numa64.srat_2625 import NodeMap
 
     node_map = NodeMap(3200)
     boot = type("B", (), {"printk": lambda *a, **k: None})()

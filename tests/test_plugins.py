@@ -23,7 +23,10 @@ def _ep(name: str, value: str, group: str = ALLOCATOR_GROUP) -> EntryPoint:
 
 
 def test_discovery_is_sorted_and_loads_fake_entry_points():
-    eps = [_ep("zeta", "plugins.bootmem2:Bootmem2"), _ep("alpha", "plugins.bootmem2:Bootmem2")]
+    eps = [
+        _ep("zeta", "bootemu_plugins.bootmem2:Bootmem2"),
+        _ep("alpha", "bootemu_plugins.bootmem2:Bootmem2"),
+    ]
     found = discover(ALLOCATOR_GROUP, entry_points=eps)
     assert list(found) == ["alpha", "zeta"]
     assert found["alpha"].load().__name__ == "Bootmem2"

@@ -2,7 +2,7 @@
 
 Each case is a real log (``tests/data/real-boots-2008/logs``) with the ``.config`` and
 ``System.map`` of the kernel that printed it. The test imports the log with both artifacts
-(``import_dmesg(kconfig=..., system_map=...)``, read by :mod:`arches.numa64.kbuild`) and
+(``import_dmesg(kconfig=..., system_map=...)``, read by :mod:`bootemu_arches.numa64.kbuild`) and
 from the log alone, boots the machine on classic bootmem (the kernel's own allocator) and
 compares:
 

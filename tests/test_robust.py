@@ -11,11 +11,10 @@ import resource
 from pathlib import Path
 
 import pytest
+from bootemu_arches.numa64 import direct_map
 from fuzz_strategies import boot_and_check, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from arches.numa64 import direct_map
 
 BACKENDS = ("bootmem", "bootmem2", "bootmem2-perblock", "memblock")
 

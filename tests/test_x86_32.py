@@ -8,11 +8,11 @@ cited in arches/x86_32; the arithmetic is written next to each expectation.
 from __future__ import annotations
 
 import pytest
+from bootemu_arches.x86_32 import X86_32, make_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from x86_32_harness import ACPI, USABLE, G, M, boot, era_a, era_b, machine
 
-from arches.x86_32 import X86_32, make_profile
 from bootemu.models import BootemuError, E820Entry
 from bootemu.plugins import ALLOCATOR_GROUP, discover
 from bootemu.sequencer import boot_machine

@@ -10,16 +10,16 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from x86_32_harness import G, M, boot, era_b, machine
-
-from arches.x86_32.kbuild import fixmap_slots, spinlock_size
-from arches.x86_32.v2_6_25_early import (
+from bootemu_arches.x86_32.kbuild import fixmap_slots, spinlock_size
+from bootemu_arches.x86_32.v2_6_25_early import (
     boot_tables_end,
     dmi_string_len,
     init_map_beyond_end,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from x86_32_harness import G, M, boot, era_b, machine
+
 from bootemu.cli import main
 from bootemu.importers import import_dmesg
 from bootemu.importers.kbuild import Kconfig, read_kconfig, read_system_map
@@ -187,7 +187,8 @@ def test_fixmap_slots() -> None:
     ],
 )
 def test_pageblock_order(options, order) -> None:
-    from arches.x86_32.kbuild import from_kconfig
+    from bootemu_arches.x86_32.kbuild import from_kconfig
+
     from bootemu.importers.artifacts import KernelKeys
 
     out = KernelKeys()

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bootemu_arches.x86_32 import PROFILES
+from bootemu_arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from x86_32_harness import M, boot, era_b, machine
 
-from arches.x86_32 import PROFILES
-from arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from bootemu.importers.kbuild import read_system_map
 from bootemu.importers.trace import read_trace
 

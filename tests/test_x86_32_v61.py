@@ -13,14 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bootemu_arches.x86_32.v6_1 import Linux61
+from bootemu_plugins.memblock import Memblock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from x86_32_harness import G, M, boot, era_b, machine
 
-from arches.x86_32.v6_1 import Linux61
 from bootemu.e820 import TYPE_BY_NAME
 from bootemu.models import E820Entry
-from plugins.memblock import Memblock
 
 DATA = Path(__file__).parent / "data" / "x86_32"
 CASES = ("pae_512M", "pae_1G", "pae_2G", "pae_4G", "nopae_4G", "pae_1G_highmem512M",

@@ -13,8 +13,8 @@ from typing import Any
 
 import structlog
 from bitarray import bitarray
+from bootemu_arches.x86_32 import X86_32
 
-from arches.x86_32 import X86_32
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
     PAGE_SIZE,

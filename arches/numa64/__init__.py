@@ -17,20 +17,21 @@ Presets: ``seed-numa-8g`` (+ ``-generic-free``, ``-buffer``), ``sgi-sparse``,
 
 Two profiles:
 
-- ``"2.6.25"`` (:mod:`arches.numa64.kernel_2625` with :mod:`~arches.numa64.srat_2625`,
-  :mod:`~arches.numa64.setup_2625`, :mod:`~arches.numa64.mm_2625`,
-  :mod:`~arches.numa64.init_2625`): x86_64 Linux 2.6.25 as its sources say (early_node_map,
+- ``"2.6.25"`` (:mod:`bootemu_arches.numa64.kernel_2625` with
+  :mod:`~bootemu_arches.numa64.srat_2625`,
+  :mod:`~bootemu_arches.numa64.setup_2625`, :mod:`~bootemu_arches.numa64.mm_2625`,
+  :mod:`~bootemu_arches.numa64.init_2625`): x86_64 Linux 2.6.25 as its sources say (early_node_map,
   the SRAT, early_res, setup_node_bootmem(), SPARSEMEM sparse_init(), free_area_init_nodes(),
   the start_kernel() allocations, mem_init()), held to the real x86_64 boots of
   ``real-boots-2008/`` line by line and allocation by allocation. Machines from such a log are
   made by ``import-dmesg`` with the kernel's ``.config`` and ``System.map``
-  (:mod:`arches.numa64.kbuild`).
-- ``"6.1"`` (:mod:`arches.numa64.v6_1`): the affinity-table checks and the messages of
+  (:mod:`bootemu_arches.numa64.kbuild`).
+- ``"6.1"`` (:mod:`bootemu_arches.numa64.v6_1`): the affinity-table checks and the messages of
   today's kernel (arch/x86/mm/numa.c, mm/page_alloc.c), matched against the real Debian 6.1
   boots in ``real-boots/``; the zone counts and the lines from free_area_init_core() to the
   VFS hashes (``Built N zonelists``, PCI gap, ``setup_percpu:``, hash tables) are in
-  :mod:`arches.numa64.v6_1_mm`, their generic arithmetic in :mod:`bootemu.linux61`. It
-  subclasses :class:`arches.numa64.v2_6_25.Numa64Base`, the first (hand-arithmetic) 2008
+  :mod:`bootemu_arches.numa64.v6_1_mm`, their generic arithmetic in :mod:`bootemu.linux61`. It
+  subclasses :class:`bootemu_arches.numa64.v2_6_25.Numa64Base`, the first (hand-arithmetic) 2008
   model, whose bitmap placement and node-by-node frees it still uses.
 
 ``[kernel]`` keys this arch reads (all optional; sizes accept ``memparse()`` strings):
@@ -107,7 +108,7 @@ Keys only the 2.6.25 profile reads (defaults: the traced 2008 build of ``real-bo
     The VGA text console con_init() allocates a screen buffer for; ``vga_cols = 0``: none.
 
 Command-line parameters the 6.1 profile reads besides ``mem=`` and ``numa=`` (``off``,
-``noacpi``, and ``fake=`` NUMA emulation: :mod:`arches.numa64.numa_emu_61`): ``hashdist=``,
+``noacpi``, and ``fake=`` NUMA emulation: :mod:`bootemu_arches.numa64.numa_emu_61`): ``hashdist=``,
 ``dhash_entries=``, ``ihash_entries=``. ``numa=fake=`` under 2.6.25 is an error.
 
 Every config value is validated in :meth:`Numa64.bootemu_arch_check_machine`; defaults are the
@@ -119,10 +120,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from arches.numa64.kernel_2625 import Linux2625
-from arches.numa64.schema import machine_schema
-from arches.numa64.v2_6_25 import Numa64Base
-from arches.numa64.v6_1 import Linux61
+from bootemu_arches.numa64.kernel_2625 import Linux2625
+from bootemu_arches.numa64.schema import machine_schema
+from bootemu_arches.numa64.v2_6_25 import Numa64Base
+from bootemu_arches.numa64.v6_1 import Linux61
+
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine, OwnedRange
@@ -261,11 +263,11 @@ class Numa64(ProfileArch):
     """numa64: 64-bit NUMA (x86_64 style): e820 + SRAT, zones DMA/DMA32/Normal, no highmem.
 
     The plugin is a thin shell (:class:`bootemu.archbase.ProfileArch`): each hook hands its
-    phase to the profile's kernel object (:class:`~arches.numa64.kernel_2625.Linux2625` or
-    :class:`~arches.numa64.v6_1.Linux61`), created when the machine is checked.
+    phase to the profile's kernel object (:class:`~bootemu_arches.numa64.kernel_2625.Linux2625` or
+    :class:`~bootemu_arches.numa64.v6_1.Linux61`), created when the machine is checked.
     """
 
-    #: The machine-file tables this arch reads (:mod:`arches.numa64.schema`).
+    #: The machine-file tables this arch reads (:mod:`bootemu_arches.numa64.schema`).
     MACHINE_SCHEMA = machine_schema(
         tuple(PROFILES),
         fields(Config),

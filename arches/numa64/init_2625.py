@@ -8,21 +8,24 @@ mm/page_alloc.c build_all_zonelists() / default_zonelist_order() / alloc_large_s
 kernel/pid.c pidhash_init(), arch/x86/kernel/pci-swiotlb_64.c pci_swiotlb_init(),
 lib/swiotlb.c swiotlb_init_with_default_size(), arch/x86/mm/numa_64.c
 numa_free_all_bootmem(), arch/x86/mm/init_64.c mem_init(). Mixed into
-:class:`arches.numa64.kernel_2625.Linux2625` (uses :class:`arches.numa64.mm_2625.Mm2625`).
+:class:`bootemu_arches.numa64.kernel_2625.Linux2625` (uses
+:class:`bootemu_arches.numa64.mm_2625.Mm2625`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from arches.numa64.mm_2625 import MAX_DMA32_PFN, ZONE_NAMES
-from arches.numa64.setup_2625 import DMA_GOAL
-from arches.x86_32 import mm
+from bootemu_arches.numa64.mm_2625 import MAX_DMA32_PFN, ZONE_NAMES
+from bootemu_arches.numa64.setup_2625 import DMA_GOAL
+from bootemu_arches.x86_32 import mm
+
 from bootemu.models import PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
-    from arches.numa64.srat_2625 import NodeMap, Numa
+    from bootemu_arches.numa64 import Config
+    from bootemu_arches.numa64.srat_2625 import NodeMap, Numa
+
     from bootemu.boot import Boot
     from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade

@@ -7,29 +7,31 @@ real x86_64 boots of ``real-boots-2008/`` (``numa-2625-trace``, ``numa-2625s-tra
 
 Phases map onto setup_arch() like this: ``layout`` = e820_register_active_regions(0, 0, -1),
 e820_end_of_ram(), the early reservations and init_memory_mapping(), acpi_numa_init() and
-acpi_scan_nodes() up to the node hash (:mod:`arches.numa64.srat_2625`); ``register`` /
+acpi_scan_nodes() up to the node hash (:mod:`bootemu_arches.numa64.srat_2625`); ``register`` /
 ``enable`` = setup_node_bootmem() per node; ``reserve`` = early_res_to_bootmem(),
-acpi_reserve_bootmem(), find_smp_config() (:mod:`arches.numa64.setup_2625`); ``allocate`` =
+acpi_reserve_bootmem(), find_smp_config() (:mod:`bootemu_arches.numa64.setup_2625`); ``allocate`` =
 paging_init() (sparse_init(), free_area_init_nodes()) and the early allocations of the rest of
 setup_arch() and of start_kernel() up to mem_init()'s swiotlb; ``handoff`` =
 numa_free_all_bootmem(); ``report`` = mem_init()'s ``Memory:`` line and the VFS hash lines
-(:mod:`arches.numa64.mm_2625`).
+(:mod:`bootemu_arches.numa64.mm_2625`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.numa64.init_2625 import Init2625
-from arches.numa64.mm_2625 import Mm2625
-from arches.numa64.setup_2625 import Setup2625
-from arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, early_bug, max_active_regions
-from arches.numa64.v2_6_25 import Numa64Base, blocks_from
+from bootemu_arches.numa64.init_2625 import Init2625
+from bootemu_arches.numa64.mm_2625 import Mm2625
+from bootemu_arches.numa64.setup_2625 import Setup2625
+from bootemu_arches.numa64.srat_2625 import MAXMEM_PFN, NodeMap, early_bug, max_active_regions
+from bootemu_arches.numa64.v2_6_25 import Numa64Base, blocks_from
+
 from bootemu import e820
 from bootemu.models import BootemuError, Layout, Machine, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
+    from bootemu_arches.numa64 import Config
+
     from bootemu.boot import Boot
     from bootemu.plugins import AllocatorFacade
 

@@ -12,23 +12,25 @@ arch/x86/kernel/io_apic_64.c ioapic_setup_resources(); e820_64.c e820_reserve_re
 e820_setup_gap(); init/main.c setup_command_line(); arch/x86/kernel/smpboot_64.c
 prefill_possible_map(); arch/x86/kernel/setup64.c setup_per_cpu_areas(); kernel/pid.c
 pidhash_init(); drivers/char/vt.c con_init(). The rest of start_kernel() and mem_init() is in
-:mod:`arches.numa64.init_2625`. Mixed into
-:class:`arches.numa64.kernel_2625.Linux2625`.
+:mod:`bootemu_arches.numa64.init_2625`. Mixed into
+:class:`bootemu_arches.numa64.kernel_2625.Linux2625`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from arches.numa64.setup_2625 import DMA_GOAL, MAX_DMA_PFN
-from arches.numa64.srat_2625 import early_bug
-from arches.x86_32 import mm
+from bootemu_arches.numa64.setup_2625 import DMA_GOAL, MAX_DMA_PFN
+from bootemu_arches.numa64.srat_2625 import early_bug
+from bootemu_arches.x86_32 import mm
+
 from bootemu import e820
 from bootemu.models import PAGE_SHIFT, PAGE_SIZE, AllocRequest
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
-    from arches.numa64.srat_2625 import NodeMap, Numa
+    from bootemu_arches.numa64 import Config
+    from bootemu_arches.numa64.srat_2625 import NodeMap, Numa
+
     from bootemu.boot import Boot
     from bootemu.plugins import AllocatorFacade
 

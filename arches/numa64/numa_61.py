@@ -2,7 +2,7 @@
 
 What numa_init() does with a ``numa_meminfo`` between the firmware parser (SRAT or
 dummy_numa_init()) and numa_register_memblks(), shared by the physical and the emulated
-(:mod:`arches.numa64.numa_emu_61`) configurations: numa_cleanup_meminfo(),
+(:mod:`bootemu_arches.numa64.numa_emu_61`) configurations: numa_cleanup_meminfo(),
 numa_meminfo_cover_memory(), and numa_alloc_distance() / numa_set_distance().
 
 Source: arch/x86/mm/numa.c between v5.16 and v6.4 (code-index id 29493980017: the version with
@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from arches.numa64.srat_2625 import pieces
+from bootemu_arches.numa64.srat_2625 import pieces
+
 from bootemu.models import pfn_down, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only

@@ -31,8 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from arches.numa64.numa_61 import LOCAL_DISTANCE, REMOTE_DISTANCE, DistanceTable, cleanup_meminfo
-from arches.numa64.srat_2625 import pieces
+from bootemu_arches.numa64.numa_61 import (
+    LOCAL_DISTANCE,
+    REMOTE_DISTANCE,
+    DistanceTable,
+    cleanup_meminfo,
+)
+from bootemu_arches.numa64.srat_2625 import pieces
+
 from bootemu.models import KernelPanic, pfn_phys
 from bootemu.units import U64_MASK, memparse_prefix, strtoull_prefix
 

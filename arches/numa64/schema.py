@@ -1,8 +1,8 @@
 """The machine-file tables numa64 reads, declared for the core (:mod:`bootemu.schema`).
 
 ``[kernel]``: ``profile`` (default ``"2.6.25"``), ``cmdline``, ``debug_bootmem`` and the keys
-of :class:`arches.numa64.Config` (meaning in :mod:`arches.numa64`); ``[[firmware.e820]]``
-the BIOS map; ``[[numa.memory]]`` the SRAT memory-affinity entries.
+of :class:`bootemu_arches.numa64.Config` (meaning in :mod:`bootemu_arches.numa64`);
+``[[firmware.e820]]`` the BIOS map; ``[[numa.memory]]`` the SRAT memory-affinity entries.
 """
 
 from __future__ import annotations

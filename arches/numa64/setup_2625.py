@@ -9,7 +9,7 @@ phys_pud_init(), reserve_bootmem_generic()), arch/x86/mm/numa_64.c (early_node_m
 setup_node_bootmem()), mm/page_alloc.c free_bootmem_with_active_regions(), mm/bootmem.c
 bootmem_bootmap_pages() / get_mapsize(), arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem(),
 arch/x86/kernel/mpparse_64.c smp_scan_config(). Mixed into
-:class:`arches.numa64.kernel_2625.Linux2625`.
+:class:`bootemu_arches.numa64.kernel_2625.Linux2625`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from bootemu.models import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
-    from arches.numa64.srat_2625 import NodeMap, Numa
+    from bootemu_arches.numa64 import Config
+    from bootemu_arches.numa64.srat_2625 import NodeMap, Numa
+
     from bootemu.boot import Boot
     from bootemu.models import BitmapRequest, Layout
     from bootemu.plugins import AllocatorFacade

@@ -15,7 +15,7 @@ register overlapping active ranges and __absent_pages_in_range() BUG()s); ``"mem
 2.6.25 plus Suresh Siddha's 6ec6e0d9f2f "srat, x86: add support for nodes spanning other
 nodes" (CONFIG_NODES_SPAN_OTHER_NODES, merged for 2.6.26): each range is checked against the
 earlier ranges, printed and registered as it is, and the node hash is built from the ranges.
-Mixed into :class:`arches.numa64.kernel_2625.Linux2625`.
+Mixed into :class:`bootemu_arches.numa64.kernel_2625.Linux2625`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from bootemu.models import KernelBug, Machine, pfn_down, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
+    from bootemu_arches.numa64 import Config
+
     from bootemu.boot import Boot
 
 #: arch/x86/mm/srat_64.c: NODE_MIN_SIZE, nodes smaller than this are dropped.

@@ -1,7 +1,7 @@
 """numa64's first model of a spring-2008 x86_64 kernel, from hand arithmetic: now the base
 (:class:`Numa64Base`) whose bitmap placement, node-by-node frees and layout the ``6.1`` profile
 inherits. The ``2.6.25`` profile itself, held to real 2.6.25 boots, is
-:mod:`arches.numa64.kernel_2625`.
+:mod:`bootemu_arches.numa64.kernel_2625`.
 
 Sources (torvalds/linux history and mailing-list patches, read with the look-up tools):
 arch/x86/mm/numa_64.c of 2.6.24/25 (code-index id 125227935: early_node_mem(),
@@ -11,7 +11,7 @@ mm/sparse-vmemmap.c (sparse_init(), sparse_index_init(), vmemmap_alloc_block());
 arch/x86/mm/init_64.c vmemmap_populate(), find_early_table_space(),
 reserve_bootmem_generic(), mem_init(); kernel/pid.c pidhash_init();
 arch/x86/kernel/setup_64.c setup_per_cpu_areas(); reference notes x86_32-early-memory.md §6.2
-and boot-allocators.md §1.8. NUMA discovery (the SRAT) is in :mod:`arches.numa64.srat_2625`.
+and boot-allocators.md §1.8. NUMA discovery (the SRAT) is in :mod:`bootemu_arches.numa64.srat_2625`.
 
 Phases map onto the kernel like this: ``layout`` = setup_memory_region() + end of RAM +
 early reservations + SRAT parsing (acpi_numa_init(), acpi_scan_nodes()); ``register`` and
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.numa64.srat_2625 import Numa, Srat2625, pieces
+from bootemu_arches.numa64.srat_2625 import Numa, Srat2625, pieces
+
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
 from bootemu.models import (
@@ -48,7 +49,8 @@ from bootemu.models import (
 from bootemu.units import memparse_prefix
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
+    from bootemu_arches.numa64 import Config
+
     from bootemu.boot import Boot
     from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade
@@ -98,7 +100,7 @@ class Numa64Base(Srat2625):
     """The first numa64 model of a 2008 kernel, built from hand arithmetic: the routines the
     ``6.1`` profile still inherits (bitmap placement, node-by-node frees, the layout), kept as
     they were so that 6.1 stays exact. The ``2.6.25`` profile itself is
-    :class:`arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
+    :class:`bootemu_arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
 
     PROFILE = "2.6.25"
     #: Defaults of a 2008 x86_64 distribution build. [I] marks an assumption, not a fact read

@@ -17,11 +17,11 @@ What changed, in one place:
   ``last_pfn = ... max_arch_pfn = ...``.
 - NUMA discovery runs as numa.c numa_init() rounds (SRAT, then the dummy node), with
   ``numa=fake=`` NUMA emulation between cleanup and registration
-  (:mod:`arches.numa64.v6_1_numa`, :mod:`arches.numa64.numa_emu_61`).
+  (:mod:`bootemu_arches.numa64.v6_1_numa`, :mod:`bootemu_arches.numa64.numa_emu_61`).
 - NUMA: affinity ranges of different nodes may interleave but not overlap; same-node ranges
   merge when no other node lies between; RAM the nodes miss must stay under 1 MiB; NODE_DATA is
   memblock-allocated top-down inside its node, below the page tables init_mem_mapping() took
-  from the top of RAM (:mod:`arches.numa64.direct_map`). No bootmem span, no ZONE_ALIGN.
+  from the top of RAM (:mod:`bootemu_arches.numa64.direct_map`). No bootmem span, no ZONE_ALIGN.
 - Zone and node lines in the ``[mem %#018Lx-%#018Lx]`` format, ``On node N, zone Z: N pages
   in unavailable ranges``, and the ``Memory:`` line whose total is all present pages and
   whose free figure lacks the pages deferred struct-page init frees later (key
@@ -29,16 +29,16 @@ What changed, in one place:
 - Early allocations: sparse_init() per run of same-node sections, per-cpu first chunk, the
   dentry and inode hashes (only without hashdist, i.e. with one memory node).
 - The MP-table, PCI-gap, ``setup_percpu:``, ``Built N zonelists`` and hash-table lines
-  (:mod:`arches.numa64.v6_1_mm`).
+  (:mod:`bootemu_arches.numa64.v6_1_mm`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.numa64 import direct_map
-from arches.numa64.numa_emu_61 import Emulated
-from arches.numa64.v2_6_25 import (
+from bootemu_arches.numa64 import direct_map
+from bootemu_arches.numa64.numa_emu_61 import Emulated
+from bootemu_arches.numa64.v2_6_25 import (
     DMA_GOAL,
     MAX_DMA32_PFN,
     MAX_DMA_PFN,
@@ -46,9 +46,10 @@ from arches.numa64.v2_6_25 import (
     blocks_from,
     pieces,
 )
-from arches.numa64.v2_6_25 import Numa64Base as Linux2625  # what 6.1 shares with 2008
-from arches.numa64.v6_1_mm import NR_CPUS, VMALLOC_PGD_SLOTS, Mm61
-from arches.numa64.v6_1_numa import Numa61
+from bootemu_arches.numa64.v2_6_25 import Numa64Base as Linux2625  # what 6.1 shares with 2008
+from bootemu_arches.numa64.v6_1_mm import NR_CPUS, VMALLOC_PGD_SLOTS, Mm61
+from bootemu_arches.numa64.v6_1_numa import Numa61
+
 from bootemu import e820
 from bootemu.cmdline import split_cmdline
 from bootemu.models import (
@@ -65,7 +66,8 @@ from bootemu.models import (
 from bootemu.units import memparse_prefix, strtoull_prefix
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from arches.numa64 import Config
+    from bootemu_arches.numa64 import Config
+
     from bootemu.boot import Boot
     from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade
@@ -85,7 +87,7 @@ IMAGE_FIELDS = "14343K kernel code, 2338K rwdata, 9116K rodata, 2820K init, 1735
 
 class Linux61(Numa61, Mm61, Linux2625):
     """The 6.1 data sheet and the routines that differ from 2.6.25 (the mm counts and lines
-    from free_area_init_core() on are in :class:`arches.numa64.v6_1_mm.Mm61`)."""
+    from free_area_init_core() on are in :class:`bootemu_arches.numa64.v6_1_mm.Mm61`)."""
 
     PROFILE = "6.1"
     DEFAULTS: dict[str, Any] = {
@@ -396,7 +398,7 @@ class Linux61(Numa61, Mm61, Linux2625):
         """x86_64 mem_init() (arch/x86/mm/init_64.c, 6.1: memblock_free_all(), then
         preallocate_vmalloc_pages()) and mem_init_print_info(): ``Memory: %luK/%luK available
         (...)``. The first figure is nr_free_pages(): what memblock_free_all() released below
-        each node's first_deferred_pfn (:meth:`~arches.numa64.v6_1_mm.Mm61.deferred_pages`)
+        each node's first_deferred_pfn (:meth:`~bootemu_arches.numa64.v6_1_mm.Mm61.deferred_pages`)
         minus the vmalloc PUD pages; the second every present page (get_num_physpages()); the
         reserved figure present - totalram_pages. Then, with hashdist, vfs_caches_init()'s
         dentry and inode hashes (their lines only: vmalloc'd from the buddy allocator)."""

@@ -1,6 +1,6 @@
 """numa64 as Linux 6.1 boots it, from the zone counts to the VFS hash tables and mem_init().
 
-The 6.1 profile's (:mod:`arches.numa64.v6_1`) lines between paging_init() and mm_init(), and
+The 6.1 profile's (:mod:`bootemu_arches.numa64.v6_1`) lines between paging_init() and mm_init(), and
 the numbers behind them. Sources: arch/x86/mm/init.c memblock_find_dma_reserve(),
 mm/page_alloc.c (free_area_init_core(), calc_memmap_size(), build_all_zonelists(),
 page_alloc_init(), alloc_large_system_hash(); memmap_init() and defer_init(), as of commit
@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.numa64 import direct_map
-from arches.numa64.v2_6_25 import MAX_DMA32_PFN, MAX_DMA_PFN, SECTION_PAGES
+from bootemu_arches.numa64 import direct_map
+from bootemu_arches.numa64.v2_6_25 import MAX_DMA32_PFN, MAX_DMA_PFN, SECTION_PAGES
+
 from bootemu import e820, linux61
 from bootemu.models import PAGE_SIZE, AllocRequest, pfn_phys
 
@@ -70,7 +71,7 @@ NO_PCI_GAP = ("Cannot find an available gap in the 32-bit address range",
 
 class Mm61:
     """The mm counts and lines of numa64's 6.1 profile (a mixin of
-    :class:`arches.numa64.v6_1.Linux61`, which provides the attributes below)."""
+    :class:`bootemu_arches.numa64.v6_1.Linux61`, which provides the attributes below)."""
 
     cfg: Any
     busy: list[tuple[int, int, str]]

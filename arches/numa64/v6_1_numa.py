@@ -3,11 +3,11 @@
 x86_numa_init() tries numa_init(x86_acpi_numa_init) and falls back to
 numa_init(dummy_numa_init); each round resets the distance table, reads the firmware's
 meminfo (the SRAT's affinity ranges, or one node over [0, max_pfn)), cleans it up
-(:func:`arches.numa64.numa_61.cleanup_meminfo`), lets numa_emulation()
-(:mod:`arches.numa64.numa_emu_61`) replace it with fake nodes when ``numa=fake=`` was given,
+(:func:`bootemu_arches.numa64.numa_61.cleanup_meminfo`), lets numa_emulation()
+(:mod:`bootemu_arches.numa64.numa_emu_61`) replace it with fake nodes when ``numa=fake=`` was given,
 and checks it in numa_register_memblks(). Sources: arch/x86/mm/numa.c (v5.16-v6.4, code-index
 id 29493980017), arch/x86/mm/srat.c acpi_numa_memory_affinity_init(), mm/sparse.c
-memory_present() of 6.1. A mixin of :class:`arches.numa64.v6_1.Linux61`.
+memory_present() of 6.1. A mixin of :class:`bootemu_arches.numa64.v6_1.Linux61`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from arches.numa64 import direct_map
-from arches.numa64.numa_61 import NODE_MIN_SIZE, cleanup_meminfo, cover_memory
-from arches.numa64.numa_emu_61 import Emulated, numa_emulation
-from arches.numa64.srat_2625 import Numa
-from arches.numa64.v2_6_25 import SECTION_PAGES
+from bootemu_arches.numa64 import direct_map
+from bootemu_arches.numa64.numa_61 import NODE_MIN_SIZE, cleanup_meminfo, cover_memory
+from bootemu_arches.numa64.numa_emu_61 import Emulated, numa_emulation
+from bootemu_arches.numa64.srat_2625 import Numa
+from bootemu_arches.numa64.v2_6_25 import SECTION_PAGES
+
 from bootemu.models import PAGE_SIZE, BootemuError, KernelPanic, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 
 class Numa61:
     """numa_init() of 6.1 with numa_emulation() (needs the attributes below from
-    :class:`arches.numa64.v6_1.Linux61`)."""
+    :class:`bootemu_arches.numa64.v6_1.Linux61`)."""
 
     machine: Any
     cfg: Any

@@ -1,27 +1,28 @@
 """The x86_32 arch plugin: i386 Linux early memory setup, one profile per kernel generation.
 
-- ``"2.6.25"`` (default, :mod:`arches.x86_32.v2_6_25`): the 2008 kernel of the seed: e820 as
+- ``"2.6.25"`` (default, :mod:`bootemu_arches.x86_32.v2_6_25`): the 2008 kernel of the seed: e820 as
   BIOS-provided and user-defined maps, ``find_max_low_pfn()``, classic bootmem over lowmem
   with the bitmap after the boot page tables, one active range from pfn 0, the highmem
   handover in ``mem_init()``.
-- ``"2.6.26-rc1"`` (:mod:`arches.x86_32.v2_6_26rc1`): the bootmem2 RFC kernel (v2.6.26-rc1 +
+- ``"2.6.26-rc1"`` (:mod:`bootemu_arches.x86_32.v2_6_26rc1`): the bootmem2 RFC kernel (v2.6.26-rc1 +
   the RFC v1 mails), 2.6.25 plus the EBDA reservation to 1 MiB, the RFC's page-sized
   ``bootmap_size``, the ACPI wakeup size and head_32.S's boot page-table extent.
-- ``"6.1"`` (:mod:`arches.x86_32.v6_1`): the Debian 6.1 i386 kernels of ``real-boots/``:
+- ``"6.1"`` (:mod:`bootemu_arches.x86_32.v6_1`): the Debian 6.1 i386 kernels of ``real-boots/``:
   modern e820 messages, MAXMEM from VMALLOC_END, memblock ranges without page 0 and holes.
 
 The plugin class only dispatches each phase hook to the profile object of the boot; the
 profile classes are the data sheets (constants, defaults) plus the kernel's routines. The
-``[kernel]`` keys the arch reads are documented in :mod:`arches.x86_32.config`.
+``[kernel]`` keys the arch reads are documented in :mod:`bootemu_arches.x86_32.config`.
 """
 
 from __future__ import annotations
 
-from arches.x86_32.config import read_config
-from arches.x86_32.schema import machine_schema
-from arches.x86_32.v2_6_25 import Linux2625
-from arches.x86_32.v2_6_26rc1 import Linux2626rc1
-from arches.x86_32.v6_1 import Linux61
+from bootemu_arches.x86_32.config import read_config
+from bootemu_arches.x86_32.schema import machine_schema
+from bootemu_arches.x86_32.v2_6_25 import Linux2625
+from bootemu_arches.x86_32.v2_6_26rc1 import Linux2626rc1
+from bootemu_arches.x86_32.v6_1 import Linux61
+
 from bootemu.archbase import ProfileArch
 from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine, OwnedRange
@@ -57,7 +58,7 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
     handoff (free_all_bootmem() on node 0, then the highmem pages) and summary (``Memory:``).
     """
 
-    #: The machine-file tables this arch reads (:mod:`arches.x86_32.schema`).
+    #: The machine-file tables this arch reads (:mod:`bootemu_arches.x86_32.schema`).
     MACHINE_SCHEMA = machine_schema(tuple(PROFILES))
 
     def make_profile(self, machine: Machine) -> Linux2625:

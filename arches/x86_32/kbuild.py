@@ -1,7 +1,7 @@
 """The x86_32 reader of ``import-dmesg``: ``.config``, ``System.map`` and log -> ``[kernel]``.
 
 Registered in :data:`bootemu.importers.artifacts.READERS`. For the 2008 profiles (2.6.25 and
-its successors) it writes the keys of :mod:`arches.x86_32.config` that the build decides,
+its successors) it writes the keys of :mod:`bootemu_arches.x86_32.config` that the build decides,
 from the artifacts when given and otherwise from what the log prints; for ``6.1`` it only
 decides the highmem model (the 6.1 image keys come from memblock=debug, see
 :func:`bootemu.importers.kernel_config`). Every key gets a note naming its source: a
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from arches.x86_32.v2_6_25_early import boot_tables_end
+from bootemu_arches.x86_32.v2_6_25_early import boot_tables_end
+
 from bootemu.importers.artifacts import ArtifactInput, KernelKeys
 from bootemu.importers.kbuild import Kconfig, SystemMap
 
@@ -253,7 +254,7 @@ def pageblock_from_trace(inp: ArtifactInput, out: KernelKeys) -> None:
     zone's span (``Zone PFN ranges`` clipped to ``early_node_map``) for some order; the orders
     every zone agrees with are kept, and the largest of them (MAX_ORDER - 1 when it fits:
     no HUGETLB_PAGE) is written."""
-    from arches.x86_32.mm import usemap_size_2625
+    from bootemu_arches.x86_32.mm import usemap_size_2625
 
     ranges: dict[str, tuple[int, int]] = {}
     node: tuple[int, int] | None = None

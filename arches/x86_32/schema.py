@@ -1,9 +1,9 @@
 """The machine-file tables x86_32 reads, declared for the core (:mod:`bootemu.schema`).
 
 ``[kernel]``: ``profile`` (one of the arch's profiles, default ``"2.6.25"``), ``cmdline``,
-``highmem`` and every key of :class:`arches.x86_32.config.Config` (booleans for the
+``highmem`` and every key of :class:`bootemu_arches.x86_32.config.Config` (booleans for the
 ``_BOOL_KEYS``, a string or ``false`` for the SMBIOS ``_TEXT_KEYS``, sizes for the rest; their
-meaning is in :mod:`arches.x86_32.config`), plus
+meaning is in :mod:`bootemu_arches.x86_32.config`), plus
 ``debug_bootmem`` (CONFIG_DEBUG_BOOTMEM, read by the bootmem backend).
 ``[[firmware.e820]]``: the BIOS map. x86_32 has no SRAT: ``[[numa.memory]]`` is unknown here.
 """
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from arches.x86_32.config import _BOOL_KEYS, _TEXT_KEYS, HIGHMEM_CHOICES, Config
+from bootemu_arches.x86_32.config import _BOOL_KEYS, _TEXT_KEYS, HIGHMEM_CHOICES, Config
+
 from bootemu.models import BootemuError
 from bootemu.schema import E820_ENTRIES, Bool, Custom, Enum, Field, Schema, Size, Str, Table
 from bootemu.units import parse_size

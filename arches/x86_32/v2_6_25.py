@@ -15,24 +15,24 @@ page_is_ram(), mm/page_alloc.c (free_area_init_*, zone_pcp_init(), setup_usemap(
 zone_wait_table_init(), alloc_large_system_hash()), kernel/pid.c pidhash_init(),
 init/main.c (setup_command_line(), setup_per_cpu_areas()), arch/x86/kernel/acpi/sleep.c
 acpi_reserve_bootmem(), mpparse_32.c smp_scan_config(); the early allocations' sizes are in
-:mod:`arches.x86_32.v2_6_25_early` with theirs. Also the reference notes
+:mod:`bootemu_arches.x86_32.v2_6_25_early` with theirs. Also the reference notes
 x86_32-early-memory.md / boot-allocators.md.
 
 Subclassing for a later tree: override what changed, e.g. ``reserve_ebda_region =
 Bootmem2625.reserve_bios_lowmem_to_1m`` (v2.6.26-rc1 reserves from the BIOS's base-memory
 top to 1 MiB); the boot page tables, MP scan, DMI, console and per-cpu sizes are small methods
-of :class:`~arches.x86_32.v2_6_25_early.Early2625`.
+of :class:`~bootemu_arches.x86_32.v2_6_25_early.Early2625`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from arches.x86_32 import mm
-from arches.x86_32.config import Config
-from arches.x86_32.v2_6_25_early import Early2625
-from arches.x86_32.v2_6_25_mm import Bootmem2625
-from arches.x86_32.v2_6_25_setup import Setup2625
+from bootemu_arches.x86_32 import mm
+from bootemu_arches.x86_32.config import Config
+from bootemu_arches.x86_32.v2_6_25_early import Early2625
+from bootemu_arches.x86_32.v2_6_25_mm import Bootmem2625
+from bootemu_arches.x86_32.v2_6_25_setup import Setup2625
 
 
 class Linux2625(Setup2625, Bootmem2625, Early2625):

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from bootemu.models import PAGE_SIZE, AllocRequest, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover
-    from arches.x86_32.config import Config
+    from bootemu_arches.x86_32.config import Config
+
     from bootemu.plugins import AllocatorFacade
 
 LOW = "__alloc_bootmem_low"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.x86_32 import mm
-from arches.x86_32.v2_6_25_early import ANY, LOW, NODE, Early2625, wait_queue_head_size
-from arches.x86_32.zones import ZoneSize
+from bootemu_arches.x86_32 import mm
+from bootemu_arches.x86_32.v2_6_25_early import ANY, LOW, NODE, Early2625, wait_queue_head_size
+from bootemu_arches.x86_32.zones import ZoneSize
+
 from bootemu.e820 import E820_RAM, pci_gap_2624
 from bootemu.models import (
     PAGE_SIZE,
@@ -23,7 +24,8 @@ from bootemu.models import (
 from bootemu.units import memparse_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
-    from arches.x86_32.config import Config
+    from bootemu_arches.x86_32.config import Config
+
     from bootemu.boot import Boot
     from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade

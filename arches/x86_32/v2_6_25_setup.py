@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.x86_32 import mm
-from arches.x86_32.config import Config
-from arches.x86_32.zones import ZoneSize, zone_sizes
+from bootemu_arches.x86_32 import mm
+from bootemu_arches.x86_32.config import Config
+from bootemu_arches.x86_32.zones import ZoneSize, zone_sizes
+
 from bootemu.cmdline import split_cmdline
 from bootemu.e820 import (
     E820_ACPI,

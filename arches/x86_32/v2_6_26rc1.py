@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from arches.x86_32.v2_6_25 import Linux2625
+from bootemu_arches.x86_32.v2_6_25 import Linux2625
+
 from bootemu.models import PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover

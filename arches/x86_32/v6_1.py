@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.x86_32.v2_6_25 import Linux2625
-from arches.x86_32.v6_1_mm import Mm61
-from arches.x86_32.zones import zone_sizes
+from bootemu_arches.x86_32.v2_6_25 import Linux2625
+from bootemu_arches.x86_32.v6_1_mm import Mm61
+from bootemu_arches.x86_32.zones import zone_sizes
+
 from bootemu import linux61
 from bootemu.cmdline import MEMMAP_ADD, MEMMAP_EXACTMAP, MEMMAP_LIMIT, parse_memmap_args
 from bootemu.e820 import (
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class Linux61(Mm61, Linux2625):
     """Linux 6.1 i386: overrides only what the kernel changed since 2.6.25 (the setup part
-    here, the memory-management part in :class:`arches.x86_32.v6_1_mm.Mm61`)."""
+    here, the memory-management part in :class:`bootemu_arches.x86_32.v6_1_mm.Mm61`)."""
 
     PROFILE = "6.1"
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arches.x86_32 import mm
-from arches.x86_32.v2_6_25_mm import Bootmem2625
-from arches.x86_32.v6_1_early import Early61
-from arches.x86_32.zones import ZoneSize
+from bootemu_arches.x86_32 import mm
+from bootemu_arches.x86_32.v2_6_25_mm import Bootmem2625
+from bootemu_arches.x86_32.v6_1_early import Early61
+from bootemu_arches.x86_32.zones import ZoneSize
+
 from bootemu import linux61
 from bootemu.e820 import pci_gap
 from bootemu.models import PAGE_SIZE, pfn_phys

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from arches.x86_32.mm import absent_pages
+from bootemu_arches.x86_32.mm import absent_pages
 
 
 @dataclass

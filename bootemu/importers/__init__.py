@@ -439,7 +439,7 @@ def import_dmesg(
         notes.append(note)
     if derived is not None and derived.get("srat_check") == "hulls":
         # x86_64 2.6.25 as released printed each node's hull: its ranges, read back (numa64)
-        from arches.numa64.kbuild import srat_ranges
+        from bootemu_arches.numa64.kbuild import srat_ranges
 
         numa = tuple(srat_ranges(numa, hulls=True))
         shown = ", ".join(f"{m.node}:{m.start:#x}-{m.end:#x}" for m in numa)

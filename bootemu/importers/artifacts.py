@@ -28,8 +28,8 @@ __all__ = ["READERS", "ArtifactInput", "KernelKeys", "kernel_keys"]
 
 #: Arch name -> ``"module:function"`` of its reader.
 READERS: dict[str, str] = {
-    "x86_32": "arches.x86_32.kbuild:kernel_keys",
-    "numa64": "arches.numa64.kbuild:kernel_keys",
+    "x86_32": "bootemu_arches.x86_32.kbuild:kernel_keys",
+    "numa64": "bootemu_arches.numa64.kbuild:kernel_keys",
 }
 
 
