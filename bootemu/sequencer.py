@@ -101,6 +101,7 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
+@_no_cycle_collection()
 def boot_machine(
     machine: Machine,
     *,
@@ -119,29 +120,6 @@ def boot_machine(
     ``allocator_plugin`` inject ready instances instead of discovering them by name (tests and
     tools that bring their own arch or backend).
     """
-    with _no_cycle_collection():
-        return _boot_machine(
-            machine,
-            allocator=allocator,
-            arch=arch,
-            extra_plugins=extra_plugins,
-            disabled=disabled,
-            arch_plugin=arch_plugin,
-            allocator_plugin=allocator_plugin,
-        )
-
-
-def _boot_machine(
-    machine: Machine,
-    *,
-    allocator: str | None = None,
-    arch: str | None = None,
-    extra_plugins: Sequence[object] = (),
-    disabled: Sequence[str] = (),
-    arch_plugin: object | None = None,
-    allocator_plugin: object | None = None,
-) -> BootResult:
-    """:func:`boot_machine`, with the cyclic collector running as usual."""
     arch_name = arch or machine.arch
     alloc_name = allocator or machine.allocator
     # A bad name is reported against what gave it: the option, or the machine file's key.
