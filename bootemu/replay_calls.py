@@ -103,54 +103,32 @@ def request_for(call: TraceCall, node_starts: dict[int, int]) -> AllocRequest:
     if call.core_starts and nid is not None:  # x86_64 2.6.25: the first bitmap tried
         nid = node_starts.get(call.core_starts[0], nid)
     caller = call.caller or name
+    max_addr: int | None = None
     if name.startswith("memblock_"):
-        limit = call.limit or 0
+        max_addr = call.limit or 0
         if name == "memblock_phys_alloc_range":  # an explicit [start, end), NULL on failure
-            return AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper="__alloc_bootmem_nopanic",
-                caller=caller,
-                max_addr=limit,
-            )
-        if name == "memblock_alloc_exact_nid_raw" and nid is not None:  # no node fallback
-            return AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper="__alloc_bootmem_low_node",
-                node=nid,
-                caller=caller,
-                max_addr=limit,
-            )
-        wrapper = "__alloc_bootmem_node" if nid is not None else "__alloc_bootmem"
-        return AllocRequest(
-            size=size,
-            align=align,
-            goal=goal,
-            wrapper=wrapper,
-            node=nid,
-            caller=caller,
-            max_addr=limit,
-        )
-    if name in ("alloc_node", "alloc_low_node"):  # the RFC: bootmem_alloc_node(nid, ...)
+            wrapper, node = "__alloc_bootmem_nopanic", None
+        elif name == "memblock_alloc_exact_nid_raw" and nid is not None:  # no node fallback
+            wrapper, node = "__alloc_bootmem_low_node", nid
+        else:
+            wrapper, node = ("__alloc_bootmem_node" if nid is not None else "__alloc_bootmem"), nid
+    elif name in ("alloc_node", "alloc_low_node"):  # the RFC: bootmem_alloc_node(nid, ...)
         low = name == "alloc_low_node"
         wrapper = "__alloc_bootmem" + ("_low" if low else "") + ("_node" if nid is not None else "")
-        return AllocRequest(
-            size=size,
-            align=align,
-            goal=goal,
-            wrapper=wrapper,
-            node=nid,
-            caller=caller,
-            max_addr=None if low else (call.limit or 0),
-        )
-    # 2.6.25: the entry point printed is the wrapper itself.
-    node = nid if name.endswith("_node") else None
-    if name.endswith("_node") and node is None:
-        node = 0
-    return AllocRequest(size=size, align=align, goal=goal, wrapper=name, node=node, caller=caller)
+        node = nid
+        max_addr = None if low else (call.limit or 0)
+    else:  # 2.6.25: the entry point printed is the wrapper itself.
+        wrapper = name
+        node = (0 if nid is None else nid) if name.endswith("_node") else None
+    return AllocRequest(
+        size=size,
+        align=align,
+        goal=goal,
+        wrapper=wrapper,
+        node=node,
+        caller=caller,
+        max_addr=max_addr,
+    )
 
 
 def traced_backend(calls: list[TraceCall]) -> str | None:
