@@ -12,6 +12,11 @@ too.
     python bench/snapshot.py take /tmp/after
     python bench/snapshot.py compare /tmp/before /tmp/after
 
+Each preset of a modest size is booted again under :data:`VARIANTS` (``--set`` overrides:
+other profiles, command lines, initrd, crashkernel, the numa64 switches), so that paths the
+presets themselves do not take (a ``mem=`` cut, highmem off, a relocated initrd, generic frees,
+``numa=off`` ...) are in the snapshot too; a variant a machine rejects leaves its ``.error``.
+
 ``compare`` lists every file that differs or exists on one side only and exits 1 if any does.
 """
 
@@ -26,6 +31,25 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 
 
+#: ``(name, overrides)`` booted on every preset not in :data:`NO_VARIANTS`.
+VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("p2625", ("kernel.profile=2.6.25",)),
+    ("p2626rc1", ("kernel.profile=2.6.26-rc1",)),
+    ("p61", ("kernel.profile=6.1",)),
+    ("mem300m", ("kernel.cmdline=mem=300M",)),
+    ("mem3g", ("kernel.cmdline=mem=3G",)),
+    ("highmem0", ("kernel.cmdline=highmem=0",)),
+    ("memmap", ("kernel.cmdline=memmap=16M$64M",)),
+    ("crash", ("kernel.cmdline=crashkernel=64M@16M",)),
+    ("initrd", ("kernel.initrd_start=0x1800000", "kernel.initrd_size=0x400000")),
+    ("numaoff", ("kernel.cmdline=numa=off",)),
+    ("generic", ("kernel.free_ram=generic",)),
+    ("hulls", ("kernel.srat_check=hulls",)),
+)
+#: Presets too large to boot a dozen more times in a snapshot.
+NO_VARIANTS = ("numa-4t", "sgi-sparse", "pae-64g")
+
+
 def machines() -> Iterator[tuple[str, object]]:
     """``(name, machine-or-error)`` for every preset, data machine file and real boot log."""
     from bootemu.importers import import_dmesg
@@ -37,9 +61,16 @@ def machines() -> Iterator[tuple[str, object]]:
         (f"file-{p.relative_to(DATA).as_posix().replace('/', '-')}", str(p))
         for p in sorted(DATA.rglob("*.toml"))
     ]
-    for name, ref in refs:
+    refs_overrides: list[tuple[str, str, tuple[str, ...]]] = [(n, r, ()) for n, r in refs]
+    refs_overrides += [
+        (f"preset-{n}+{v}", n, sets)
+        for n, _ in list_presets()
+        if n not in NO_VARIANTS
+        for v, sets in VARIANTS
+    ]
+    for name, ref, sets in refs_overrides:
         try:
-            yield name, load_machine(ref)
+            yield name, load_machine(ref, overrides=sets)
         except BootemuError as exc:
             yield name, str(exc)
     logs = sorted(
