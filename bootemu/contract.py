@@ -5,7 +5,7 @@
   the ``bootemu_arch_info`` hook; there are no defaults, so a backend never guesses 32 bits.
 - :class:`Allocator`: what an arch can ask of the boot-time allocator, whichever backend
   answers (the core's :class:`bootemu.plugins.AllocatorFacade` implements it).
-- :class:`Profile`: the object a :class:`bootemu.archbase.ProfileArch` hands each phase to.
+- :class:`Profile`: the object a :class:`bootemu.archbase.ProfileArch` runs each phase in.
 
 This module imports nothing from the core but :mod:`bootemu.models`, so
 :mod:`bootemu.hookspecs` can name these types without an import cycle.
@@ -93,7 +93,9 @@ class Allocator(Protocol):
 
 
 class Profile(Protocol):
-    """One kernel generation of an arch, as :class:`bootemu.archbase.ProfileArch` drives it.
+    """One kernel generation of an arch, as :class:`bootemu.archbase.ProfileArch` drives it:
+    a :class:`bootemu.archbase.BootSteps` (whose phases are made of its steps) with
+    ``arch_info()``.
 
     ``boot`` is set before each phase. ``layout`` returns the page-frame layout and
     ``handoff`` the pages the arch counted as released (``totalram_pages``); the other phases

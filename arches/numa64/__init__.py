@@ -126,7 +126,6 @@ from bootemu_arches.numa64.v2_6_25 import Numa64Base
 from bootemu_arches.numa64.v6_1 import Linux61
 
 from bootemu.archbase import ProfileArch
-from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine, OwnedRange
 from bootemu.units import parse_size
 
@@ -286,13 +285,6 @@ class Numa64(ProfileArch):
         """The kernel image (``kernel.image_start`` / ``image_size``, brk included)."""
         cfg = profile.cfg
         return (OwnedRange(cfg.image_start, cfg.image_start + cfg.image_size, "kernel image"),)
-
-    def arch_info(self, profile: Numa64Base) -> ArchInfo:
-        """x86_64: 64-bit longs and phys_addr_t, CONFIG_NUMA; one block per node id (the
-        bootmem2 RFCs' NR_MEMBLKS_PER_NODE, which widens when a node registers more); the
-        generic x86_64 L1_CACHE_SHIFT of 6 (arch/x86/Kconfig.cpu) gives SMP_CACHE_BYTES 64."""
-        return ArchInfo(bits_per_long=64, phys_addr_bits=64, numa=True, memblks_per_node=1,
-                        smp_cache_bytes=64)
 
 
 __all__ = ["PROFILES", "Config", "Linux2625", "Linux61", "Numa64", "read_config"]

@@ -229,8 +229,11 @@ class Init2625:
     # ---------------------------------------------------------------------------------------
     # mem_init()
 
-    def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
-        """numa_free_all_bootmem(): free_all_bootmem_node() per online node."""
+    def handoff_nodes(
+        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+    ) -> int:
+        """numa_free_all_bootmem(): free_all_bootmem_node() per online node (those
+        setup_node_bootmem() brought up, not every node with blocks)."""
         self.totalram_pages = sum(
             allocator.handoff(sink=pagealloc, node=n) for n in sorted(self.online)
         )

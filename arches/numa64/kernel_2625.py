@@ -8,12 +8,14 @@ real x86_64 boots of ``real-boots-2008/`` (``numa-2625-trace``, ``numa-2625s-tra
 Phases map onto setup_arch() like this: ``layout`` = e820_register_active_regions(0, 0, -1),
 e820_end_of_ram(), the early reservations and init_memory_mapping(), acpi_numa_init() and
 acpi_scan_nodes() up to the node hash (:mod:`bootemu_arches.numa64.srat_2625`); ``register`` /
-``enable`` = setup_node_bootmem() per node; ``reserve`` = early_res_to_bootmem(),
+``enable`` = setup_node_bootmem() per node (the :class:`bootemu.archbase.BootSteps` steps
+``register_blocks``, ``place_bitmaps``, ``free_ram``, ``reserve_bitmaps`` done its way);
+``reserve`` = ``reserve_kept``: early_res_to_bootmem(),
 acpi_reserve_bootmem(), find_smp_config() (:mod:`bootemu_arches.numa64.setup_2625`); ``allocate`` =
 paging_init() (sparse_init(), free_area_init_nodes()) and the early allocations of the rest of
 setup_arch() and of start_kernel() up to mem_init()'s swiotlb; ``handoff`` =
-numa_free_all_bootmem(); ``report`` = mem_init()'s ``Memory:`` line and the VFS hash lines
-(:mod:`bootemu_arches.numa64.mm_2625`).
+``handoff_nodes``: numa_free_all_bootmem(); ``report`` = mem_init()'s ``Memory:`` line and
+the VFS hash lines (:mod:`bootemu_arches.numa64.mm_2625`).
 """
 
 from __future__ import annotations
@@ -73,19 +75,21 @@ class Linux2625(Init2625, Mm2625, Setup2625, Numa64Base):
         self.backend_maps: list[tuple[int, int, str]] = []
 
     # A BUG() before trap_init() (all of setup_arch()) is caught by the early IDT handler,
-    # which prints "PANIC: early exception 06 rip ..." and halts (head64.c, head_64.S).
+    # which prints "PANIC: early exception 06 rip ..." and halts (head64.c, head_64.S): the
+    # phases of setup_arch() run inside early_bug(); their steps are Setup2625's.
     def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """:meth:`Setup2625.register`, BUG()s shown as the early exception."""
+        """:meth:`Setup2625.register_blocks`, BUG()s shown as the early exception."""
         with early_bug():
             super().register(boot, allocator)
 
     def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """:meth:`Setup2625.enable` (setup_node_bootmem()), BUG()s as the early exception."""
+        """setup_node_bootmem() (:class:`Setup2625`'s ``place_bitmaps``, ``free_ram``,
+        ``reserve_bitmaps``), BUG()s as the early exception."""
         with early_bug():
             super().enable(boot, allocator)
 
     def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """:meth:`Setup2625.reserve` (early_res_to_bootmem() ...), BUG()s likewise."""
+        """:meth:`Setup2625.reserve_kept` (early_res_to_bootmem() ...), BUG()s likewise."""
         with early_bug():
             super().reserve(boot, allocator)
 

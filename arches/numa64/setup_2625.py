@@ -70,7 +70,8 @@ class Setup2625:
     dma_reserve: int
     end_pfn: int
     end_pfn_map: int
-    placements: dict[str, int]
+    plan: dict[int, tuple[int | None, int | None]]
+    bitmap_reqs: list[BitmapRequest]
     bootmap_at: dict[int, tuple[int, int]]
     backend_maps: list[tuple[int, int, str]]
     if TYPE_CHECKING:  # provided by the kernel class
@@ -174,7 +175,7 @@ class Setup2625:
         start, end = self.numa.spans[node]
         return round_up(start, ZONE_ALIGN), end
 
-    def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
+    def register_blocks(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """What each node's bootmem covers. Classic bootmem (the kernel's own) gets the
         node's range itself, holes included, as init_bootmem_node() does; the other backends
         get the node's RAM blocks inside that range."""
@@ -220,17 +221,19 @@ class Setup2625:
             boot.printk("numa.node.nomem", f"Cannot find {size} bytes in node {node}", node=node)
         return addr
 
-    def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """setup_node_bootmem() for every possible node, in node order, then once more for
-        those it missed. Each: NODE_DATA and the bootmap placed by early_node_mem(),
-        init_bootmem_node(), free_bootmem_with_active_regions(), reserve_bootmem_node() of
-        NODE_DATA and of the bootmap's whole pages.
+    # setup_node_bootmem() for every possible node, in node order, then once more for those it
+    # missed. Each: NODE_DATA and the bootmap placed by early_node_mem(), init_bootmem_node(),
+    # free_bootmem_with_active_regions(), reserve_bootmem_node() of NODE_DATA and of the
+    # bootmap's whole pages. The backend's bitmaps are all created first (BootSteps.enable():
+    # place_bitmaps(), one allocator.enable()); the kernel's order of prints, frees and
+    # reserves is kept (free_ram()). A node whose NODE_DATA or bootmap must come from bootmem
+    # (no e820 room in its range) gets it when its turn comes, after the earlier nodes' frees,
+    # as in the kernel.
 
-        The backend's bitmaps are all created first (one enable() call); the kernel's order of
-        prints, frees and reserves is kept. A node whose NODE_DATA or bootmap must come from
-        bootmem (no e820 room in its range) gets it when its turn comes, after the earlier
-        nodes' frees, as in the kernel.
-        """
+    def place_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> dict[str, tuple[int, int]]:
+        """Where each node's NODE_DATA and bootmap will go (find_e820_area() in the node's
+        span, as early_node_mem() looks first), and so where classic bootmem's node bitmaps
+        are; any other backend's maps are placed clear of those and of the kernel's areas."""
         cfg = self.cfg
         nodes = sorted(self.numa.spans)
         plan: dict[int, tuple[int | None, int | None]] = {}
@@ -249,8 +252,9 @@ class Setup2625:
                 )
             )
             plan[node] = (pgdat, bmap)
-        requests = allocator.bitmap_requests()
-        placements = {}
+        self.plan = plan
+        self.bitmap_reqs = allocator.bitmap_requests()
+        placed: dict[str, tuple[int, int]] = {}
         kernel_areas = len(self.busy)
         if boot.allocator_name != "bootmem":  # other backends' maps go around the kernel's
             pages = {
@@ -262,39 +266,48 @@ class Setup2625:
                     self.busy.append((pgdat, pgdat + cfg.pgdat_size, "planned NODE_DATA"))
                 if bmap is not None:
                     self.busy.append((bmap, bmap + pages[node] * PAGE_SIZE, "planned bootmap"))
-        for r in requests:
+        for r in self.bitmap_reqs:
             node = int(r.key[4:]) if r.key.startswith("node") else None
             if node in plan and boot.allocator_name == "bootmem":
-                placements[r.key] = pfn_down(plan[node][1] or pfn_phys(r.start_pfn))
+                pfn = pfn_down(plan[node][1] or pfn_phys(r.start_pfn))
             else:
-                placements[r.key] = self.place_bitmap(boot, r)
+                pfn = self.place_bitmap(boot, r)
+            placed[r.key] = (pfn, pfn + r.pages)
         # Not early_res[] entries of the kernel (early_res_to_bootmem() must not print them);
         # the backend's own maps stay out of find_e820_area()'s way.
         self.backend_maps = [b for b in self.busy[kernel_areas:] if b[2].startswith("bootmap ")]
         del self.busy[kernel_areas:]
-        self.placements = placements
-        allocator.enable(placements=placements)
+        return placed
+
+    def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """setup_node_bootmem() node by node (its prints, its frees, its NODE_DATA and bootmap
+        reservations), then "Try again in case setup_node_bootmem missed one"; with
+        ``kernel.free_ram = "generic"`` the frees come after, all at once."""
+        nodes = sorted(self.numa.spans)
         self.online, self.bootmap_at = [], {}
-        for node in nodes + [None]:
-            if node is None:  # "Try again in case setup_node_bootmem missed one"
-                for again in nodes:
-                    if again not in self.online:
-                        self.setup_node_bootmem(boot, allocator, again, None)
-                break
-            self.setup_node_bootmem(boot, allocator, node, plan[node])
-        if cfg.free_ram == "generic":
+        for node in nodes:
+            self.setup_node_bootmem(boot, allocator, node, self.plan[node])
+        for again in nodes:
+            if again not in self.online:
+                self.setup_node_bootmem(boot, allocator, again, None)
+        if self.cfg.free_ram == "generic":
             self.free_generic(boot, allocator)
-        if boot.allocator_name != "bootmem":
-            for r in requests:  # the backend's own bitmaps
-                addr = pfn_phys(placements[r.key])
-                owner = r.node if r.node is not None else self.memnode_nid(addr)
-                allocator.reserve(
-                    addr=addr,
-                    size=r.pages * PAGE_SIZE,
-                    node=owner,
-                    exclusive=False,
-                    label=f"bootmem bitmap {r.key}",
-                )
+
+    def reserve_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """A backend other than classic bootmem: its own maps, on the node they lie on
+        (classic bootmem's are the kernel's bootmaps, reserved by setup_node_bootmem())."""
+        if boot.allocator_name == "bootmem":
+            return
+        for r in self.bitmap_reqs:
+            addr = pfn_phys(self.bitmaps[r.key][0])
+            owner = r.node if r.node is not None else self.memnode_nid(addr)
+            allocator.reserve(
+                addr=addr,
+                size=r.pages * PAGE_SIZE,
+                node=owner,
+                exclusive=False,
+                label=f"bootmem bitmap {r.key}",
+            )
 
     def setup_node_bootmem(
         self,
@@ -430,16 +443,11 @@ class Setup2625:
         elif boot.allocator_name == "bootmem":
             allocator.reserve(addr=phys, size=size, node=node, exclusive=False, label=name)
         else:  # the other backends know RAM blocks, not spans: reserve the RAM pieces only
-            for s, e, owner in self.lay.node_pieces(pfn_down(phys), -(-(phys + size) // PAGE_SIZE)):
-                if owner is not None:
-                    lo, hi = max(phys, pfn_phys(s)), min(phys + size, pfn_phys(e))
-                    allocator.reserve(
-                        addr=lo, size=hi - lo, node=owner, exclusive=False, label=name
-                    )
+            self.reserve_on_nodes(boot, allocator, phys, phys + size, name)
         if phys + size <= MAX_DMA_PFN * PAGE_SIZE:
             self.dma_reserve += size // PAGE_SIZE
 
-    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
+    def reserve_kept(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """setup_arch() after numa_initmem_init(): early_res_to_bootmem() (each early_res[]
         entry printed and reserved), acpi_reserve_bootmem() (CONFIG_ACPI_SLEEP: two pages of
         low memory for the wakeup code), find_smp_config() (the MP floating pointer and the

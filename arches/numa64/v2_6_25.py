@@ -13,13 +13,12 @@ reserve_bootmem_generic(), mem_init(); kernel/pid.c pidhash_init();
 arch/x86/kernel/setup_64.c setup_per_cpu_areas(); reference notes x86_32-early-memory.md §6.2
 and boot-allocators.md §1.8. NUMA discovery (the SRAT) is in :mod:`bootemu_arches.numa64.srat_2625`.
 
-Phases map onto the kernel like this: ``layout`` = setup_memory_region() + end of RAM +
-early reservations + SRAT parsing (acpi_numa_init(), acpi_scan_nodes()); ``register`` and
-``enable`` = setup_node_bootmem() for every node (pgdat, bitmap, free the node's RAM,
-reserve pgdat and bitmap); ``reserve`` = early_res_to_bootmem(); ``allocate`` = paging_init()
-(sparse_init(), free_area_init_nodes()), setup_per_cpu_areas(), pidhash_init(); ``handoff``
-= numa_free_all_bootmem(). Allocations whose address the machine decides are made with the
-AllocRequest wrappers the 2.6.25 macros expand to.
+What 6.1 takes from here, as :class:`bootemu.archbase.BootSteps` steps: ``place_bitmaps``
+(find_e820_area() above the early reservations, as setup_node_bootmem() placed its bootmap),
+``free_ram`` (the node's active ranges, free_bootmem_with_active_regions(); or every e820 RAM
+entry with ``kernel.free_ram = "generic"``) and ``reserve_bitmaps`` (NODE_DATA and the
+bitmaps, reserve_bootmem_node()); and the e820, ``mem=``, end-of-RAM, early-reservation and
+zone routines of the layout.
 """
 
 from __future__ import annotations
@@ -29,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 from bootemu_arches.numa64.srat_2625 import Numa, Srat2625, pieces
 
 from bootemu import e820
+from bootemu.archbase import BootSteps
 from bootemu.cmdline import split_cmdline
+from bootemu.contract import ArchInfo
 from bootemu.models import (
     PAGE_SIZE,
     AllocRequest,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu_arches.numa64 import Config
 
     from bootemu.boot import Boot
-    from bootemu.pagealloc import PageAllocModel
     from bootemu.plugins import AllocatorFacade
 
 GiB = 1 << 30
@@ -68,12 +68,8 @@ ZONE_ALIGN = 8 << 20
 SECTION_PAGES = 1 << 15
 #: mm/sparse.c, SPARSEMEM_EXTREME: SECTIONS_PER_ROOT = PAGE_SIZE / sizeof(struct mem_section).
 SECTIONS_PER_ROOT = PAGE_SIZE // 16
-#: mm/sparse.c usemap_size(): 64 pageblocks (order 9) * NR_PAGEBLOCK_BITS (3) bits, in longs.
-USEMAP_SIZE = 24
 #: x86_64 page tables: a PMD maps 2 MiB, a PUD 1 GiB, a PGD entry 512 GiB.
 PMD_SIZE, PUD_SIZE, PGDIR_SIZE = 2 << 20, 1 << 30, 512 << 30
-#: include/asm-x86/pgtable_64.h: VMEMMAP_START, where the virtual mem_map begins.
-VMEMMAP_START = 0xFFFFE20000000000
 #: include/asm-x86/pgtable_64.h, 2.6.25: MAXMEM, the most physical memory the direct mapping
 #: covers (64 TiB - 1); e820_end_of_ram() caps end_pfn_map, and so end_pfn, at MAXMEM >> 12.
 MAXMEM = 0x3FFFFFFFFFFF
@@ -96,11 +92,11 @@ def blocks_from(ram: list[tuple[int, int]], memblks: list[tuple[int, int, int]])
     return sorted(Block(s, e, n) for n, rs in per_node.items() for s, e in merge_ranges(rs))
 
 
-class Numa64Base(Srat2625):
+class Numa64Base(Srat2625, BootSteps):
     """The first numa64 model of a 2008 kernel, built from hand arithmetic: the routines the
     ``6.1`` profile still inherits (bitmap placement, node-by-node frees, the layout), kept as
     they were so that 6.1 stays exact. The ``2.6.25`` profile itself is
-    :class:`bootemu_arches.numa64.kernel_2625.Linux2625`, which overrides every phase."""
+    :class:`bootemu_arches.numa64.kernel_2625.Linux2625`, which replaces them with its own."""
 
     PROFILE = "2.6.25"
     #: Defaults of a 2008 x86_64 distribution build. [I] marks an assumption, not a fact read
@@ -121,6 +117,13 @@ class Numa64Base(Srat2625):
         "mp_table": 0xF5BA0,  # the firmware's MP floating pointer; only 6.1 prints it
         "deferred_struct_page_init": False,  # CONFIG_DEFERRED_STRUCT_PAGE_INIT: since 4.2
     }
+
+    def arch_info(self) -> ArchInfo:
+        """x86_64: 64-bit longs and phys_addr_t, CONFIG_NUMA; one block per node id (the
+        bootmem2 RFCs' NR_MEMBLKS_PER_NODE, which widens when a node registers more); the
+        generic x86_64 L1_CACHE_SHIFT of 6 (arch/x86/Kconfig.cpu) gives SMP_CACHE_BYTES 64."""
+        return ArchInfo(bits_per_long=64, phys_addr_bits=64, numa=True, memblks_per_node=1,
+                        smp_cache_bytes=64)
 
     def __init__(self, machine: Machine, cfg: Config) -> None:
         self.machine = machine
@@ -211,17 +214,6 @@ class Numa64Base(Srat2625):
     # ---------------------------------------------------------------------------------------
     # layout
 
-    def layout(self, boot: Boot) -> Layout:
-        """End of RAM, early reservations, NUMA discovery, blocks and zones."""
-        max_pfn = self.end_of_ram(boot)
-        ram = [(s, min(e, max_pfn)) for s, e in e820.ram_pfn_ranges(boot.e820) if s < max_pfn]
-        self.early_reservations(boot, max_pfn)
-        self.numa = self.numa_init(boot, ram, max_pfn)
-        self.layout_ = self.make_layout(max_pfn, blocks_from(ram, self.numa.memblks))
-        boot.facts.update(bits_per_long=64, numa="fake" if self.numa.faked else "srat",
-                          nodes_with_memory=len(self.memory_nodes()))
-        return self.layout_
-
     def end_of_ram(self, boot: Boot) -> int:
         """e820_64.c e820_end_of_ram(): the highest RAM pfn, capped by ``mem=`` (end_user_pfn)
         and end_pfn_map (the highest pfn of any e820 entry, itself capped at MAXMEM >> 12,
@@ -275,31 +267,7 @@ class Numa64Base(Srat2625):
                       zone_limits=zone_limits)
 
     # ---------------------------------------------------------------------------------------
-    # register / enable: setup_node_bootmem() for every node
-
-    def bootmem_span(self, node: int) -> tuple[int, int]:
-        """setup_node_bootmem(): the node's hull with its start rounded up to ZONE_ALIGN."""
-        start, end = self.numa.spans[node]
-        return -(-start // ZONE_ALIGN) * ZONE_ALIGN, end
-
-    def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """setup_node_bootmem(), first half: print the span, place NODE_DATA on the node
-        (early_node_mem() = find_e820_area() inside the span), register the node's blocks."""
-        for node in self.memory_nodes():
-            start, end = self.bootmem_span(node)
-            boot.printk("numa.node.bootmem", f"Bootmem setup node {node} {start:016x}-{end:016x}",
-                        node=node, start=start, end=end)
-            addr = self.find_area(boot, start, end, self.cfg.pgdat_size, PAGE_SIZE)
-            if addr is None:
-                raise KernelPanic(f"Cannot find {self.cfg.pgdat_size} bytes in node {node}")
-            self.pgdat[node] = addr
-            self.busy.append((addr, addr + self.cfg.pgdat_size, f"NODE_DATA({node})"))
-        for b in self.lay.blocks:
-            # 2.6.25 quirk: RAM below the ZONE_ALIGN-rounded node start is outside the node's
-            # bootmem and never freed (lost), though it is an active range.
-            lo = max(b.start_pfn, pfn_down(self.bootmem_span(b.node)[0]))
-            if lo < b.end_pfn:
-                allocator.register_block(node=b.node, start_pfn=lo, end_pfn=b.end_pfn)
+    # enable: BootSteps' steps as 6.1 takes them (2.6.25 has its own, Setup2625's)
 
     def place_bitmap(self, boot: Boot, req: BitmapRequest) -> int:
         """setup_node_bootmem(): the bitmap goes in the lowest free RAM of the range it covers
@@ -315,22 +283,14 @@ class Numa64Base(Srat2625):
         self.busy.append((addr, addr + size, f"bootmap {req.key}"))
         return pfn_down(addr)
 
-    def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """setup_node_bootmem(), second half: bitmaps, init_bootmem_node(), free the RAM,
-        reserve NODE_DATA and the bitmap (reserve_bootmem_node())."""
-        requests = allocator.bitmap_requests()
-        self.placements = {r.key: self.place_bitmap(boot, r) for r in requests}
-        allocator.enable(placements=self.placements)
-        self.free_ram(boot, allocator)
-        for node, addr in sorted(self.pgdat.items()):
-            allocator.reserve(addr=addr, size=self.cfg.pgdat_size,
-                              node=self.pgdat_owner(node, addr), exclusive=False,
-                              label=f"NODE_DATA({node})")
-        for r in requests:
-            addr = pfn_phys(self.placements[r.key])
-            node = r.node if r.node is not None else self.phys_to_nid(addr)
-            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False,
-                              label=f"bootmem bitmap {r.key}")
+    def place_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> dict[str, tuple[int, int]]:
+        """Each bitmap the backend asks for by :meth:`place_bitmap` (find_e820_area())."""
+        self.bitmap_reqs = allocator.bitmap_requests()
+        placed = {}
+        for r in self.bitmap_reqs:
+            pfn = self.place_bitmap(boot, r)
+            placed[r.key] = (pfn, pfn + r.pages)
+        return placed
 
     def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """Usable RAM into the bitmaps, the way ``kernel.free_ram`` says.
@@ -352,21 +312,19 @@ class Numa64Base(Srat2625):
         for s, e in e820.ram_pfn_ranges(boot.e820, limit_pfn=self.lay.max_pfn):
             allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
 
-    # ---------------------------------------------------------------------------------------
-    # reserve
-
-    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """early_res_to_bootmem(): every early reservation, with reserve_bootmem_generic()
-        (init_64.c: reserve_bootmem_node() on phys_to_nid(start))."""
-        for start, end, name in self.busy:
-            if name.startswith(("NODE_DATA", "bootmap")):
-                continue  # setup_node_bootmem() reserved these already
-            node = self.phys_to_nid(start)
-            if node is None:  # not RAM the kernel manages (e.g. below a ZONE_ALIGN start)
-                continue
-            boot.trace("numa.reserve_early", name=name, start=start, end=end, node=node)
-            allocator.reserve(addr=start, size=end - start, node=node, exclusive=False,
-                              label=name)
+    def reserve_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """setup_node_bootmem()'s reserve_bootmem_node() calls after the frees: NODE_DATA of
+        each node (where :meth:`pgdat_owner` says it lies), then each bitmap on its node (a
+        global or block bitmap on the node it lies on)."""
+        for node, addr in sorted(self.pgdat.items()):
+            allocator.reserve(addr=addr, size=self.cfg.pgdat_size,
+                              node=self.pgdat_owner(node, addr), exclusive=False,
+                              label=f"NODE_DATA({node})")
+        for r in self.bitmap_reqs:
+            addr = pfn_phys(self.bitmaps[r.key][0])
+            node = r.node if r.node is not None else self.phys_to_nid(addr)
+            allocator.reserve(addr=addr, size=r.pages * PAGE_SIZE, node=node, exclusive=False,
+                              label=f"bootmem bitmap {r.key}")
 
     # ---------------------------------------------------------------------------------------
     # allocate
@@ -378,129 +336,6 @@ class Numa64Base(Srat2625):
             size=size, align=align, goal=DMA_GOAL, wrapper="__alloc_bootmem_node", node=node,
             caller=caller, label=label))
 
-    def sections(self) -> list[tuple[int, int]]:
-        """sparse_memory_present_with_active_regions(): present sections and their node (the
-        last active range touching a section names it: memory_present() overwrites)."""
-        out: list[tuple[int, int]] = []
-        for b in self.lay.blocks:  # sorted and disjoint: only a first section can repeat
-            first = b.start_pfn // SECTION_PAGES
-            while out and out[-1][0] >= first:
-                out.pop()
-            node = b.node
-            out.extend((pnum, node) for pnum in range(first, (b.end_pfn - 1) // SECTION_PAGES + 1))
-        return out
-
-    def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """paging_init() (sparse_init(), free_area_init_nodes()), setup_per_cpu_areas(),
-        pidhash_init(): the kernel's early bootmem allocations, node-local where the kernel
-        asks for a node. (The big VFS hashes are not here: with hashdist, the 64-bit NUMA
-        default, alloc_large_system_hash() takes them from vmalloc after the handoff.)"""
-        self.sparse_init(boot, allocator)
-        self.print_zones(boot)
-        self.per_cpu_areas(boot, allocator)
-        self.pidhash(boot, allocator)
-
-    def sparse_init(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """sparse_index_init() roots, then per present section the vmemmap PMDs
-        (vmemmap_populate(): a PUD page per 512 GiB and a PMD page per GiB of virtual map, a
-        2 MiB block per PMD) and the usemap, each with __alloc_bootmem_node()."""
-        sections, sp = self.sections(), self.cfg.struct_page_size
-        roots: set[int] = set()
-        for pnum, node in sections:
-            if pnum // SECTIONS_PER_ROOT not in roots:
-                roots.add(pnum // SECTIONS_PER_ROOT)
-                self.alloc_node(allocator, node, PAGE_SIZE, SMP_CACHE_BYTES,
-                                "sparse_index_alloc", f"mem_section root node {node}")
-        pgds: set[int] = set()
-        puds: set[int] = set()
-        pmds: set[int] = set()
-        for pnum, node in sections:
-            lo = VMEMMAP_START + pnum * SECTION_PAGES * sp
-            hi = lo + SECTION_PAGES * sp
-            for pmd in range(lo // PMD_SIZE, (hi - 1) // PMD_SIZE + 1):
-                addr = pmd * PMD_SIZE
-                for table, idx, size in ((pgds, addr // PGDIR_SIZE, PAGE_SIZE),
-                                         (puds, addr // PUD_SIZE, PAGE_SIZE),
-                                         (pmds, pmd, PMD_SIZE)):
-                    if idx in table:
-                        continue
-                    table.add(idx)
-                    what = {PMD_SIZE: "vmemmap PMD"}.get(size, "vmemmap page table")
-                    self.alloc_node(allocator, node, size, size, "vmemmap_alloc_block",
-                                    f"{what} node {node}")
-            self.alloc_node(allocator, node, USEMAP_SIZE, SMP_CACHE_BYTES,
-                            "sparse_early_usemap_alloc", f"usemap node {node}")
-
-    def print_zones(self, boot: Boot) -> None:
-        """free_area_init_nodes(), 2.6.25: ``Zone PFN ranges:`` and the early_node_map."""
-        lay = self.lay
-        lines = ["Zone PFN ranges:"]
-        lo = lay.ram[0][0] if lay.ram else 0
-        for name, hi in lay.zone_limits:
-            hi = max(hi, lo)
-            lines.append(f"  {name:<8} {lo:8d} -> {hi:8d}")
-            lo = hi
-        lines += ["Movable zone start PFN for each node",
-                  f"early_node_map[{len(lay.blocks)}] active PFN ranges"]
-        lines += [f"  {b.node:3d}: {b.start_pfn:8d} -> {b.end_pfn:8d}" for b in lay.blocks]
-        boot.printk("mm.zones", lines, zones=len(lay.zones), ranges=len(lay.blocks))
-
-    def per_cpu_areas(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """setup_64.c setup_per_cpu_areas(): alloc_bootmem_pages_node() on each CPU's node.
-
-        2.6.25's acpi_scan_nodes() clears the node of a CPU whose node has no memory and
-        numa_init_array() then deals such CPUs round robin to the online nodes [R].
-        """
-        size = self.cfg.percpu_size
-        boot.printk("percpu.size", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
-        online = self.memory_nodes()
-        if not online:
-            # No node holds a page of RAM (SRAT ranges that cover no whole page): the
-            # node-local request falls back to every node, finds nothing and panics as
-            # __alloc_bootmem() does (mm/bootmem.c, 2.6.25).
-            raise KernelPanic("Out of memory", printk=(f"bootmem alloc of {size} bytes failed!",))
-        rr = 0
-        for cpu, node in enumerate(self.cpu_nodes()):
-            if node not in online:
-                node, rr = online[rr % len(online)], rr + 1
-            allocator.alloc(request=AllocRequest(
-                size=size, align=PAGE_SIZE, goal=DMA_GOAL, wrapper="__alloc_bootmem_node",
-                node=node, caller="setup_per_cpu_areas", label=f"per-cpu area cpu {cpu}"))
-
-    def pidhash(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """kernel/pid.c pidhash_init(): 2^shift hlist heads, shift = fls(MB * 4) in [4, 12],
-        from alloc_bootmem() (any node)."""
-        megabytes = self.lay.ram_pages >> 8
-        shift = min(12, max(4, (megabytes * 4).bit_length()))
-        size = (1 << shift) * 8
-        boot.printk("pid.hash", f"PID hash table entries: {1 << shift} (order: {shift}, "
-                    f"{size} bytes)", entries=1 << shift, size=size)
-        allocator.alloc(request=AllocRequest(size=size, align=SMP_CACHE_BYTES, goal=DMA_GOAL,
-                                             caller="pidhash_init", label="PID hash table"))
-
-    # ---------------------------------------------------------------------------------------
-    # handoff, summary
-
-    def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
-        """numa_64.c numa_free_all_bootmem(): free_all_bootmem_node() per online node."""
-        return sum(allocator.handoff(sink=pagealloc, node=n) for n in self.memory_nodes())
-
-    def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
-        """init_64.c mem_init(): ``Memory: %luk/%luk available (...)``; reserved = end_pfn -
-        totalram_pages - absent pages."""
-        if pagealloc is None:
-            return
-        lay, cfg = self.lay, self.cfg
-        free = pagealloc.received
-        # totalram_pages counts what free_all_bootmem_node() released: a pfn handed off by two
-        # nodes counts twice, so on overlapping spans "reserved" can go negative, as it would
-        # in the kernel's own arithmetic.
-        reserved = lay.ram_pages - pagealloc.offered
-        line = (f"Memory: {free * 4}k/{lay.max_pfn * 4}k available ({cfg.text_size >> 10}k "
-                f"kernel code, {reserved * 4}k reserved, {cfg.data_size >> 10}k data, "
-                f"{cfg.init_size >> 10}k init)")
-        boot.summary.append(line)
-        boot.printk("mm.summary", line, free_pages=free, reserved_pages=reserved)
 
 
 __all__ = ["GiB", "Numa", "Numa64Base", "blocks_from", "pieces"]

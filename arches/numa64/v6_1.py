@@ -51,6 +51,7 @@ from bootemu_arches.numa64.v6_1_mm import NR_CPUS, VMALLOC_PGD_SLOTS, Mm61
 from bootemu_arches.numa64.v6_1_numa import Numa61
 
 from bootemu import e820
+from bootemu.archbase import BootSteps
 from bootemu.cmdline import split_cmdline
 from bootemu.models import (
     PAGE_SIZE,
@@ -240,23 +241,17 @@ class Linux61(Numa61, Mm61, Linux2625):
     # ---------------------------------------------------------------------------------------
     # register, reserve, allocate, handoff, summary
 
-    def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """memblock knows every range's node: register the blocks as they are."""
-        for b in self.lay.blocks:
-            allocator.register_block(node=b.node, start_pfn=b.start_pfn, end_pfn=b.end_pfn)
+    #: memblock knows every range's node: the blocks are registered as they are, the
+    #: generic step (BootSteps.register_blocks()).
+    register_blocks = BootSteps.register_blocks
 
-    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """memblock.reserved: each reservation's RAM pieces, on the node they reside on."""
+    def reserve_kept(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """memblock.reserved: each early reservation's RAM pieces, on the node they reside on
+        (NODE_DATA and the bitmaps were kept with the bitmaps, in ``enable``)."""
         for start, end, name in self.busy:
             if name.startswith(("NODE_DATA", "bootmap")):
-                continue  # reserved in enable(), with the backend's bitmaps
-            for s, e, node in self.lay.node_pieces(pfn_down(start), -(-end // PAGE_SIZE)):
-                if node is None:
-                    continue
-                lo, hi = max(start, pfn_phys(s)), min(end, pfn_phys(e))
-                boot.trace("numa.reserve_early", name=name, start=lo, end=hi, node=node)
-                allocator.reserve(addr=lo, size=hi - lo, node=node, exclusive=False,
-                                  label=name)
+                continue
+            self.reserve_on_nodes(boot, allocator, start, end, name, event="numa.reserve_early")
 
     def allocate(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """sparse_init(), free_area_init() (the zone and node lines), e820__setup_pci_gap(),
@@ -390,7 +385,9 @@ class Linux61(Numa61, Mm61, Linux2625):
                 node=node if has else None, caller="pcpu_fc_alloc",
                 label=f"per-cpu area cpu {cpu}"))
 
-    def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
+    def handoff_nodes(
+        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+    ) -> int:
         """memblock_free_all(): every free range at once, whatever its node."""
         return allocator.handoff(sink=pagealloc, node=None)
 

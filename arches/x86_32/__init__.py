@@ -24,7 +24,6 @@ from bootemu_arches.x86_32.v2_6_26rc1 import Linux2626rc1
 from bootemu_arches.x86_32.v6_1 import Linux61
 
 from bootemu.archbase import ProfileArch
-from bootemu.contract import ArchInfo
 from bootemu.models import BootemuError, Machine, OwnedRange
 
 #: Profile name -> profile class.
@@ -49,13 +48,18 @@ def make_profile(machine: Machine) -> Linux2625:
 class X86_32(ProfileArch):  # noqa: N801 - the arch's name
     """i386 Linux early memory: e820, lowmem/highmem, bootmem over lowmem, highmem handover.
 
-    Each phase runs in the boot's profile object (:class:`bootemu.archbase.ProfileArch`):
-    firmware (the sanitized BIOS map), cmdline (``mem=``, ``memmap=``, ``highmem=``,
-    ``vmalloc=``), layout (max_pfn, max_low_pfn, highmem, zones), register (one block on node
-    0: pfns [0, max_low_pfn)), enable (bitmaps after the boot page tables, then lowmem RAM
-    freed), reserve (kernel image, page 0, EBDA, trampoline, MP table, initrd, crashkernel),
-    allocate (mem_map, usemaps, page tables, per-cpu areas, pid/dentry/inode hashes),
-    handoff (free_all_bootmem() on node 0, then the highmem pages) and summary (``Memory:``).
+    Each phase runs in the boot's profile object, a :class:`bootemu.archbase.BootSteps`
+    (:class:`bootemu.archbase.ProfileArch`): firmware (the sanitized BIOS map), cmdline
+    (``mem=``, ``memmap=``, ``highmem=``, ``vmalloc=``), layout (max_pfn, max_low_pfn,
+    highmem, zones), allocate (mem_map, usemaps, page tables, per-cpu areas, pid/dentry/inode
+    hashes) and summary (``Memory:``). The bookkeeping steps it does its kernel's way
+    (:class:`~bootemu_arches.x86_32.v2_6_25_mm.Bootmem2625`): ``register_blocks``
+    (init_bootmem(): one span on node 0, pfns [0, max_low_pfn), holes included),
+    ``place_bitmaps`` (at min_low_pfn, after the boot page tables, not searched for),
+    ``free_ram`` (register_bootmem_low_pages(): e820 order, no node), ``reserve_kept``
+    (setup_bootmem_allocator()'s reservations in order: kernel image to the bitmap, page 0,
+    EBDA, trampoline, MP table, initrd, crashkernel) and ``handoff_nodes`` (mem_init():
+    free_all_bootmem() on node 0, then the highmem pages).
     """
 
     #: The machine-file tables this arch reads (:mod:`bootemu_arches.x86_32.schema`).
@@ -68,14 +72,6 @@ class X86_32(ProfileArch):  # noqa: N801 - the arch's name
         """The kernel image, ``_text`` to ``_end`` (``kernel.image_start`` / ``image_end``)."""
         cfg = profile.cfg
         return (OwnedRange(cfg.image_start, cfg.image_end, "kernel image"),)
-
-    def arch_info(self, profile: Linux2625) -> ArchInfo:
-        """i386: 32-bit longs; a 64-bit phys_addr_t with PAE (CONFIG_HIGHMEM64G selects
-        CONFIG_X86_PAE, include/asm-x86/types.h); no NUMA; NR_NODE_MEMBLKS = MAX_NUMNODES,
-        so one block per node."""
-        return ArchInfo(bits_per_long=32, phys_addr_bits=64 if profile.cfg.pae else 32,
-                        numa=False, memblks_per_node=1,
-                        smp_cache_bytes=profile.cfg.smp_cache_bytes)
 
 
 __all__ = ["PROFILES", "X86_32", "make_profile"]

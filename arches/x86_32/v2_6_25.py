@@ -34,6 +34,8 @@ from bootemu_arches.x86_32.v2_6_25_early import Early2625
 from bootemu_arches.x86_32.v2_6_25_mm import Bootmem2625
 from bootemu_arches.x86_32.v2_6_25_setup import Setup2625
 
+from bootemu.contract import ArchInfo
+
 
 class Linux2625(Setup2625, Bootmem2625, Early2625):
     """The 2.6.25 data sheet: constants and defaults; the routines are in Setup2625 (up to
@@ -44,6 +46,13 @@ class Linux2625(Setup2625, Bootmem2625, Early2625):
     """
 
     PROFILE = "2.6.25"
+
+    def arch_info(self) -> ArchInfo:
+        """i386: 32-bit longs; a 64-bit phys_addr_t with PAE (CONFIG_HIGHMEM64G selects
+        CONFIG_X86_PAE, include/asm-x86/types.h); no NUMA; NR_NODE_MEMBLKS = MAX_NUMNODES,
+        so one block per node."""
+        return ArchInfo(bits_per_long=32, phys_addr_bits=64 if self.cfg.pae else 32,
+                        numa=False, memblks_per_node=1, smp_cache_bytes=self.cfg.smp_cache_bytes)
 
     #: include/asm-x86/setup.h: MAX_NONPAE_PFN, 4 GiB of 4 KiB pages.
     MAX_NONPAE_PFN = 1 << 20

@@ -13,6 +13,7 @@ from bootemu_arches.x86_32 import mm
 from bootemu_arches.x86_32.v2_6_25_early import ANY, LOW, NODE, Early2625, wait_queue_head_size
 from bootemu_arches.x86_32.zones import ZoneSize
 
+from bootemu.archbase import BootSteps
 from bootemu.e820 import E820_RAM, pci_gap_2624
 from bootemu.models import (
     PAGE_SIZE,
@@ -53,9 +54,10 @@ class ZoneTally:
         self.sink.free_run(node=node, start_pfn=start_pfn, end_pfn=end_pfn, order=order)
 
 
-class Bootmem2625(Early2625):
-    """setup_bootmem_allocator() to mem_init(), 2.6.25. State lives in Setup2625; the sizes
-    of the small early allocations are Early2625's."""
+class Bootmem2625(Early2625, BootSteps):
+    """setup_bootmem_allocator() to mem_init(), 2.6.25: the BootSteps steps x86_32 does its
+    own way. State lives in Setup2625; the sizes of the small early allocations are
+    Early2625's."""
 
     # Provided by Setup2625 / Linux2625.
     PROFILE: str
@@ -88,9 +90,9 @@ class Bootmem2625(Early2625):
     batchsize: Any
 
     # ---------------------------------------------------------------------------------------
-    # register / enable: init_bootmem() + register_bootmem_low_pages()
+    # register / enable: init_bootmem() + register_bootmem_low_pages(), as BootSteps' steps
 
-    def register(self, boot: Boot, allocator: AllocatorFacade) -> None:
+    def register_blocks(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """init_bootmem(min_low_pfn, max_low_pfn): node 0 covers pfns [0, max_low_pfn) as one
         span, holes included; highmem is never part of bootmem."""
         allocator.register_block(node=0, start_pfn=0, end_pfn=self.max_low_pfn)
@@ -100,28 +102,31 @@ class Bootmem2625(Early2625):
         min_low_pfn, right after the boot page tables (no find_e820_area() in 2.6.25)."""
         return self.min_low_pfn
 
-    def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """init_bootmem() then register_bootmem_low_pages(max_low_pfn).
+    def place_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> dict[str, tuple[int, int]]:
+        """init_bootmem(): the bitmap at :meth:`bitmap_start_pfn`, not searched for.
 
-        Every bitmap the backend asks for is placed after the previous one from
-        :meth:`bitmap_start_pfn`; ``bootmap_size`` spans them all (one bitmap: its bytes).
+        Every bitmap the backend asks for is placed after the previous one; ``bootmap_size``
+        spans them all (one bitmap: its bytes).
         """
         first = self.bitmap_start_pfn()
         pos, end = first, pfn_phys(first)
-        placements: dict[str, int] = {}
+        placed: dict[str, tuple[int, int]] = {}
         for req in allocator.bitmap_requests():
-            placements[req.key] = pos
+            placed[req.key] = (pos, pos + req.pages)
             end = pfn_phys(pos) + req.nbytes
             pos += req.pages
         if pos > self.max_low_pfn:
             raise KernelBug("arch/x86/kernel/setup_32.c: setup_bootmem_allocator()",
                             f"bootmem bitmaps end at pfn {pos}, beyond lowmem ({self.max_low_pfn})")
         self.bootmap_size = end - pfn_phys(first)
-        allocator.enable(placements=placements)
         self.fact(bootmap_start_pfn=first, bootmap_size=self.bootmap_size)
-        self.register_low_pages(allocator)
+        return placed
 
-    def register_low_pages(self, allocator: AllocatorFacade) -> None:
+    def reserve_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """Nothing here: setup_bootmem_allocator()'s first reserve_bootmem() runs from the
+        kernel image on through the bitmap (:meth:`reserve_kept`)."""
+
+    def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """e820_32.c register_bootmem_low_pages(max_low_pfn): free_bootmem() every RAM entry,
         in table order, rounded inward to whole pages and clipped to max_low_pfn."""
         for e in self.e820:
@@ -138,8 +143,10 @@ class Bootmem2625(Early2625):
     # ---------------------------------------------------------------------------------------
     # reserve: the rest of setup_bootmem_allocator()
 
-    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """setup_bootmem_allocator() after register_bootmem_low_pages(), in its order."""
+    def reserve_kept(self, boot: Boot, allocator: AllocatorFacade) -> None:
+        """setup_bootmem_allocator() after register_bootmem_low_pages(), in its order, each
+        reserve_bootmem() on no node (classic bootmem: node 0's); the bitmap is kept by the
+        first reservation, which runs on to it."""
         cfg = self.cfg
         text = cfg.image_start
         # Kernel, boot page tables and the bitmap; the PAGE_SIZE-1 plus the outward rounding
@@ -383,7 +390,9 @@ class Bootmem2625(Early2625):
     # ---------------------------------------------------------------------------------------
     # handoff and summary: mem_init()
 
-    def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
+    def handoff_nodes(
+        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+    ) -> int:
         """mem_init(): free_all_bootmem() (node 0), then set_highmem_pages_init(); returns
         totalram_pages. Also counts reservedpages (RAM below max_low_pfn still reserved)."""
         assert boot.layout is not None

@@ -74,13 +74,14 @@ class Linux2626rc1(Linux2625):
     # ---------------------------------------------------------------------------------------
     # setup_bootmem_allocator()
 
-    def enable(self, boot: Boot, allocator: AllocatorFacade) -> None:
+    def place_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> dict[str, tuple[int, int]]:
         """RFC patch 3/3: ``bootmem_register(0, max_low_pfn); bootmap_size =
         bootmem_map_pages() << PAGE_SHIFT; bootmem_setup(min_low_pfn)``: the size the
         kernel's reservation adds is the map in whole pages."""
-        super().enable(boot, allocator)
+        placed = super().place_bitmaps(boot, allocator)
         self.bootmap_size = -(-self.bootmap_size // PAGE_SIZE) * PAGE_SIZE
         self.fact(bootmap_size=self.bootmap_size)
+        return placed
 
     #: setup_32.c reserve_ebda_region(), v2.6.26-rc1: ``[lowmem, 1 MiB)`` instead of one page
     #: at the EBDA (the routine is written once, in the 2.6.25 profile, for later trees).

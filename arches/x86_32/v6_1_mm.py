@@ -46,14 +46,14 @@ class Mm61(Early61, Bootmem2625):
         (an emulator choice: the first free pages of lowmem above the kernel)."""
         return -(-self.cfg.image_end // PAGE_SIZE)
 
-    def register_low_pages(self, allocator: AllocatorFacade) -> None:
+    def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """memblock: what is memory and not reserved is free; memory = memblock_ranges()."""
         for s, e in self.memblock_ranges():
             e = min(e, self.max_low_pfn)
             if s < e:
                 allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
 
-    def reserve(self, boot: Boot, allocator: AllocatorFacade) -> None:
+    def reserve_kept(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """early_reserve_memory(), reserve_bios_regions(), the MP table, reserve_initrd() and
         reserve_real_mode(), in setup_arch() order (memblock_reserve() each)."""
         cfg = self.cfg
@@ -274,7 +274,9 @@ class Mm61(Early61, Bootmem2625):
     # ---------------------------------------------------------------------------------------
     # handoff / summary
 
-    def handoff(self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel) -> int:
+    def handoff_nodes(
+        self, boot: Boot, allocator: AllocatorFacade, pagealloc: PageAllocModel
+    ) -> int:
         """mem_init(), 6.1: set_highmem_pages_init() first, then memblock_free_all()."""
         high = self.highmem_handover(boot, pagealloc)
         released = allocator.handoff(sink=pagealloc, node=0)
