@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from bootemu.hookspecs import hookimpl
 from bootemu.models import (
+    AllocRequest,
     Block,
     KernelPanic,
     Layout,
@@ -96,6 +97,33 @@ class BootSteps:
 
     def summary(self, boot: Boot, pagealloc: PageAllocModel | None) -> None:
         """The kernel's closing lines (``Memory: ...``), appended to ``boot.summary``."""
+
+    def alloc_bootmem(
+        self,
+        allocator: Allocator,
+        size: int,
+        align: int,
+        goal: int,
+        wrapper: str,
+        caller: str,
+        label: str,
+        node: int | None = None,
+    ) -> int | None:
+        """One early allocation as the kernel writes it: ``wrapper`` is the entry point its
+        macro expands to (``__alloc_bootmem_node``, ``__alloc_bootmem_low`` ...), which sets
+        the backend's limit and panic rule; ``caller`` the kernel function that asked,
+        ``label`` what the report calls the memory; ``node`` for a ``*_node`` wrapper."""
+        return allocator.alloc(
+            request=AllocRequest(
+                size=size,
+                align=align,
+                goal=goal,
+                wrapper=wrapper,
+                node=node,
+                caller=caller,
+                label=label,
+            )
+        )
 
     # -- the bookkeeping, one overridable step each -------------------------------------------
 

@@ -20,6 +20,7 @@ from bootemu_arches.numa64.mm_2625 import MAX_DMA32_PFN, ZONE_NAMES
 from bootemu_arches.numa64.setup_2625 import DMA_GOAL
 from bootemu_arches.x86_32 import mm
 
+from bootemu.archbase import BootSteps
 from bootemu.models import PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -42,9 +43,9 @@ IO_TLB_SHIFT = 11
 IO_TLB_OVERFLOW = 32 << 10
 
 
-class Init2625:
+class Init2625(BootSteps):
     """start_kernel() to mem_init() (needs the kernel class's ``cfg``, ``node_map``, ``numa``,
-    ``online``, ``end_pfn``, ``zone_present``, ``nr_*_pages`` and ``_alloc()``)."""
+    ``online``, ``end_pfn``, ``zone_present``, ``nr_*_pages``)."""
 
     cfg: Config
     node_map: NodeMap
@@ -56,18 +57,6 @@ class Init2625:
     totalram_pages: int
     zone_present: list[tuple[int, int, int]]
     if TYPE_CHECKING:
-
-        def _alloc(
-            self,
-            allocator: AllocatorFacade,
-            size: int,
-            align: int,
-            goal: int,
-            wrapper: str,
-            node: int | None,
-            caller: str,
-            label: str,
-        ) -> int | None: ...
 
         def _node_alloc(
             self,
@@ -157,13 +146,12 @@ class Init2625:
             entries=1 << shift,
             size=size,
         )
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             size,
             self.cfg.smp_cache_bytes,
             DMA_GOAL,
             "__alloc_bootmem",
-            None,
             "pidhash_init",
             "PID hash table",
         )
@@ -177,43 +165,39 @@ class Init2625:
         boot.printk("swiotlb.on", "PCI-DMA: Using software bounce buffering for IO (SWIOTLB)")
         nslabs = IO_TLB_DEFAULT >> IO_TLB_SHIFT
         cache = self.cfg.smp_cache_bytes
-        start = self._alloc(
+        start = self.alloc_bootmem(
             allocator,
             nslabs << IO_TLB_SHIFT,
             PAGE_SIZE,
             0,
             "__alloc_bootmem_low",
-            None,
             "swiotlb_init_with_default_size",
             "swiotlb aperture",
         )
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             nslabs * 4,
             cache,
             DMA_GOAL,
             "__alloc_bootmem",
-            None,
             "swiotlb_init_with_default_size",
             "io_tlb_list",
         )
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             nslabs * 8,
             cache,
             DMA_GOAL,
             "__alloc_bootmem",
-            None,
             "swiotlb_init_with_default_size",
             "io_tlb_orig_addr",
         )
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             IO_TLB_OVERFLOW,
             cache,
             0,
             "__alloc_bootmem_low",
-            None,
             "swiotlb_init_with_default_size",
             "io_tlb_overflow_buffer",
         )

@@ -25,7 +25,8 @@ from bootemu_arches.numa64.srat_2625 import early_bug
 from bootemu_arches.x86_32 import mm
 
 from bootemu import e820
-from bootemu.models import PAGE_SHIFT, PAGE_SIZE, AllocRequest
+from bootemu.archbase import BootSteps
+from bootemu.models import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from bootemu_arches.numa64 import Config
@@ -57,7 +58,7 @@ VC_DATA_SIZE = 0x1B0
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
 
 
-class Mm2625:
+class Mm2625(BootSteps):
     """paging_init() to mem_init() (needs the kernel class's ``cfg``, ``node_map``, ``numa``,
     ``online``, ``dma_reserve``, ``end_pfn``, ``pgdat``, ``cpu_nodes``)."""
 
@@ -73,39 +74,18 @@ class Mm2625:
     totalram_pages: int
     zone_present: list[tuple[int, int, int]]  # (node, zone index, present pages)
 
-    def _alloc(
-        self,
-        allocator: AllocatorFacade,
-        size: int,
-        align: int,
-        goal: int,
-        wrapper: str,
-        node: int | None,
-        caller: str,
-        label: str,
-    ) -> int | None:
-        return allocator.alloc(
-            request=AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper=wrapper,
-                node=node,
-                caller=caller,
-                label=label,
-            )
-        )
-
     def _node_alloc(
         self, allocator: AllocatorFacade, node: int, size: int, align: int, caller: str, label: str
     ) -> int | None:
         """alloc_bootmem_node(NODE_DATA(node), ...); a node without bootmem has no
         NODE_DATA, its requests go to every node (alloc_bootmem())."""
         if node in self.online:
-            return self._alloc(
-                allocator, size, align, DMA_GOAL, "__alloc_bootmem_node", node, caller, label
+            return self.alloc_bootmem(
+                allocator, size, align, DMA_GOAL, "__alloc_bootmem_node", caller, label, node=node
             )
-        return self._alloc(allocator, size, align, DMA_GOAL, "__alloc_bootmem", None, caller, label)
+        return self.alloc_bootmem(
+            allocator, size, align, DMA_GOAL, "__alloc_bootmem", caller, label
+        )
 
     # ---------------------------------------------------------------------------------------
     # paging_init(): SPARSEMEM
@@ -271,23 +251,15 @@ class Mm2625:
         self.pidhash(boot, allocator)
         cfg, cache = self.cfg, self.cfg.smp_cache_bytes
         if cfg.vga_cols:  # con_init(): MIN_NR_CONSOLES (1) vc_data and its screen buffer
-            self._alloc(
-                allocator,
-                VC_DATA_SIZE,
-                cache,
-                DMA_GOAL,
-                "__alloc_bootmem",
-                None,
-                "con_init",
-                "vc_data",
+            self.alloc_bootmem(
+                allocator, VC_DATA_SIZE, cache, DMA_GOAL, "__alloc_bootmem", "con_init", "vc_data"
             )
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 cfg.vga_cols * cfg.vga_rows * 2,
                 cache,
                 DMA_GOAL,
                 "__alloc_bootmem",
-                None,
                 "con_init",
                 "screen buffer",
             )
@@ -300,47 +272,37 @@ class Mm2625:
         self.sparse_init(boot, allocator)
         self.free_area_init_nodes(boot, allocator)
         # map_vsyscall() -> set_pte_phys() -> spp_getpage(): the fixmap's page-table page.
-        self._alloc(
-            allocator,
-            PAGE_SIZE,
-            PAGE_SIZE,
-            DMA_GOAL,
-            any_,
-            None,
-            "spp_getpage",
-            "vsyscall page table",
+        self.alloc_bootmem(
+            allocator, PAGE_SIZE, PAGE_SIZE, DMA_GOAL, any_, "spp_getpage", "vsyscall page table"
         )
         cache = cfg.smp_cache_bytes
         if cfg.hpet:  # acpi_parse_hpet(): the resource and its name
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 RESOURCE_SIZE + HPET_RESOURCE_NAME_SIZE,
                 cache,
                 DMA_GOAL,
                 any_,
-                None,
                 "acpi_parse_hpet",
                 "hpet resource",
             )
         if cfg.nr_ioapics:  # ioapic_setup_resources(): (name + resource) per I/O APIC
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 (IOAPIC_RESOURCE_NAME_SIZE + RESOURCE_SIZE) * cfg.nr_ioapics,
                 cache,
                 DMA_GOAL,
                 any_,
-                None,
                 "ioapic_init_mappings",
                 "ioapic resources",
             )
         for i, _ in enumerate(boot.e820):  # e820_reserve_resources(): alloc_bootmem_low()
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 RESOURCE_SIZE,
                 cache,
                 0,
                 "__alloc_bootmem_low",
-                None,
                 "e820_reserve_resources",
                 f"e820 resource {i}",
             )
@@ -351,13 +313,12 @@ class Mm2625:
             start=start,
         )
         for name in ("saved_command_line", "static_command_line"):
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 cfg.command_line_size + 1,
                 cache,
                 DMA_GOAL,
                 any_,
-                None,
                 "setup_command_line",
                 name,
             )

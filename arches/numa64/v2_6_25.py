@@ -33,7 +33,6 @@ from bootemu.cmdline import split_cmdline
 from bootemu.contract import ArchInfo
 from bootemu.models import (
     PAGE_SIZE,
-    AllocRequest,
     BitmapRequest,
     Block,
     BootemuError,
@@ -332,9 +331,8 @@ class Numa64Base(Srat2625, BootSteps):
     def alloc_node(self, allocator: AllocatorFacade, node: int, size: int, align: int,
                    caller: str, label: str) -> int | None:
         """__alloc_bootmem_node(NODE_DATA(node), size, align, __pa(MAX_DMA_ADDRESS))."""
-        return allocator.alloc(request=AllocRequest(
-            size=size, align=align, goal=DMA_GOAL, wrapper="__alloc_bootmem_node", node=node,
-            caller=caller, label=label))
+        return self.alloc_bootmem(allocator, size, align, DMA_GOAL, "__alloc_bootmem_node",
+                                  caller, label, node=node)
 
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bootemu.models import PAGE_SIZE, AllocRequest, pfn_phys
+from bootemu.archbase import BootSteps
+from bootemu.models import PAGE_SIZE, pfn_phys
 
 if TYPE_CHECKING:  # pragma: no cover
     from bootemu_arches.x86_32.config import Config
@@ -117,7 +118,7 @@ def dmi_string_len(text: str) -> int | None:
     return len(raw) + 1
 
 
-class Early2625:
+class Early2625(BootSteps):
     """The early allocations of setup_arch() and start_kernel(), 2.6.25 i386.
 
     Small methods and class attributes, so that a later tree (v2.6.26-rc1) overrides only
@@ -133,29 +134,6 @@ class Early2625:
 
     #: include/asm-x86/page_32.h: PAGE_OFFSET is a config key; this is __FIXADDR_TOP.
     FIXADDR_TOP = FIXADDR_TOP
-
-    def _alloc(
-        self,
-        allocator: AllocatorFacade,
-        size: int,
-        align: int,
-        goal: int,
-        wrapper: str,
-        caller: str,
-        label: str,
-        node: int | None = None,
-    ) -> int | None:
-        return allocator.alloc(
-            request=AllocRequest(
-                size=size,
-                align=align,
-                goal=goal,
-                wrapper=wrapper,
-                node=node,
-                caller=caller,
-                label=label,
-            )
-        )
 
     def _reserve(self, allocator: AllocatorFacade, addr: int, size: int, label: str = "") -> int:
         """reserve_bootmem(addr, size, BOOTMEM_DEFAULT) (generic: node None); ``label`` names
@@ -315,7 +293,8 @@ class Early2625:
                         self._dmi_alloc(allocator, size, "dmi_string", f"DMI {key}")
 
     def _dmi_alloc(self, allocator: AllocatorFacade, size: int, caller: str, label: str) -> None:
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY, caller, label)
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY, caller,
+                           label)
 
     DMA_GOAL: int
 
@@ -331,7 +310,7 @@ class Early2625:
         of strlen + 1 each (the same text: setup_arch() copied it whole)."""
         size = self.command_line_bytes()
         for name in ("saved_command_line", "static_command_line"):
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 size,
                 self.cfg.smp_cache_bytes,
@@ -348,7 +327,7 @@ class Early2625:
         if not self.cfg.smp:
             return
         unit = -(-self.cfg.percpu_size // PAGE_SIZE) * PAGE_SIZE
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             unit * self.possible_cpus(),
             PAGE_SIZE,
@@ -369,7 +348,7 @@ class Early2625:
         cols, rows = self.cfg.console_cols, self.cfg.console_rows
         if not cols or not rows:
             return
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             self.vc_data_size(),
             self.cfg.smp_cache_bytes,
@@ -378,7 +357,7 @@ class Early2625:
             "con_init",
             "vc_data of tty1",
         )
-        self._alloc(
+        self.alloc_bootmem(
             allocator,
             rows * cols * 2,
             self.cfg.smp_cache_bytes,

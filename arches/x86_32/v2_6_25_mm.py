@@ -13,7 +13,6 @@ from bootemu_arches.x86_32 import mm
 from bootemu_arches.x86_32.v2_6_25_early import ANY, LOW, NODE, Early2625, wait_queue_head_size
 from bootemu_arches.x86_32.zones import ZoneSize
 
-from bootemu.archbase import BootSteps
 from bootemu.e820 import E820_RAM, pci_gap_2624
 from bootemu.models import (
     PAGE_SIZE,
@@ -54,7 +53,7 @@ class ZoneTally:
         self.sink.free_run(node=node, start_pfn=start_pfn, end_pfn=end_pfn, order=order)
 
 
-class Bootmem2625(Early2625, BootSteps):
+class Bootmem2625(Early2625):
     """setup_bootmem_allocator() to mem_init(), 2.6.25: the BootSteps steps x86_32 does its
     own way. State lives in Setup2625; the sizes of the small early allocations are
     Early2625's."""
@@ -235,8 +234,8 @@ class Bootmem2625(Early2625, BootSteps):
     def acpi_reserve_bootmem(self, allocator: AllocatorFacade) -> None:
         """arch/x86/kernel/acpi/sleep.c acpi_reserve_bootmem() (2.6.25 realmode wakeup):
         alloc_bootmem_low(PAGE_SIZE*2), which panics rather than return NULL."""
-        self._alloc(allocator, 2 * PAGE_SIZE, self.cfg.smp_cache_bytes, 0, LOW,
-                    "acpi_reserve_bootmem", "ACPI S3 wakeup code")
+        self.alloc_bootmem(allocator, 2 * PAGE_SIZE, self.cfg.smp_cache_bytes, 0, LOW,
+                           "acpi_reserve_bootmem", "ACPI S3 wakeup code")
 
     # ---------------------------------------------------------------------------------------
     # allocate: setup_arch() after setup_memory(), then start_kernel()
@@ -246,7 +245,7 @@ class Bootmem2625(Early2625, BootSteps):
         if self.cfg.smp:
             self.smp_alloc_memory(allocator)
         for caller, what in self.pagetable_pages():  # paging_init()
-            self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, caller, what)
+            self.alloc_bootmem(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, caller, what)
         self.free_area_init_nodes(allocator)
         self.dmi_scan_machine(allocator)
         self.pci_gap()
@@ -255,8 +254,8 @@ class Bootmem2625(Early2625, BootSteps):
     def smp_alloc_memory(self, allocator: AllocatorFacade) -> None:
         """arch/x86/kernel/smpboot_32.c smp_alloc_memory(): the AP trampoline, a low page
         that must be below 0x9f000 (BUG() otherwise)."""
-        addr = self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, "smp_alloc_memory",
-                           "AP trampoline")
+        addr = self.alloc_bootmem(allocator, PAGE_SIZE, PAGE_SIZE, 0, LOW, "smp_alloc_memory",
+                                  "AP trampoline")
         if addr is not None and addr >= 0x9F000:
             raise KernelBug("arch/x86/kernel/smpboot_32.c: smp_alloc_memory()",
                             f"trampoline at {addr:#x} is not below 0x9f000")
@@ -302,8 +301,8 @@ class Bootmem2625(Early2625, BootSteps):
         start = self.active[0][0]
         end = start + sum(z.spanned for z in self.zones)
         size = mm.node_mem_map_bytes(start, end, self.cfg.struct_page_size)
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
-                    "alloc_node_mem_map", "mem_map", node=0)
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
+                           "alloc_node_mem_map", "mem_map", node=0)
 
     def zone_lines(self, j: int, z: ZoneSize) -> list[str]:
         """free_area_init_core() + zone_pcp_init() lines of zone ``j`` (2.6.25)."""
@@ -326,15 +325,15 @@ class Bootmem2625(Early2625, BootSteps):
         size = mm.usemap_size_2625(z.spanned, self.cfg.pageblock_order)
         if size:
             # setup_usemap() is inlined: the trace's caller is free_area_init_node().
-            self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
-                        "free_area_init_node", f"setup_usemap: {z.name} usemap", node=0)
+            self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
+                               "free_area_init_node", f"setup_usemap: {z.name} usemap", node=0)
 
     def zone_wait_table_init(self, allocator: AllocatorFacade, z: ZoneSize) -> None:
         """zone_wait_table_init(): the zone's hashed page waitqueues, alloc_bootmem_node();
         a wait_queue_head_t is 8 bytes on UP and 12 on SMP (its spinlock)."""
         size = mm.wait_table_entries(z.spanned) * wait_queue_head_size(self.cfg)
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
-                    "zone_wait_table_init", f"{z.name} wait table", node=0)
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, NODE,
+                           "zone_wait_table_init", f"{z.name} wait table", node=0)
 
     def start_kernel(self, allocator: AllocatorFacade) -> None:
         """init/main.c start_kernel(), 2.6.25, up to vfs_caches_init_early(): the command
@@ -361,8 +360,8 @@ class Bootmem2625(Early2625, BootSteps):
         "order" is the shift, not a page order (2.6.25 quirk)."""
         shift = mm.pidhash_shift(self.nr_kernel_pages)
         size = (1 << shift) * mm.HLIST_HEAD_SIZE
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY,
-                    "pidhash_init", "pid hash")
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.DMA_GOAL, ANY,
+                           "pidhash_init", "pid hash")
         self.printk("hash.pid", f"PID hash table entries: {1 << shift} (order: {shift}, "
                     f"{size} bytes)", entries=1 << shift, size=size)
 
@@ -378,8 +377,8 @@ class Bootmem2625(Early2625, BootSteps):
             log2qty, size = mm.large_system_hash(self.nr_kernel_pages, self.nr_all_pages,
                                                  mm.HLIST_HEAD_SIZE, scale,
                                                  self.hash_entries.get(param, 0))
-            self._alloc(allocator, size, self.cfg.smp_cache_bytes, self.hash_goal(), ANY,
-                        "alloc_large_system_hash", f"{name} hash")
+            self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, self.hash_goal(), ANY,
+                               "alloc_large_system_hash", f"{name} hash")
             self.printk("hash.table", mm.hash_line(name, log2qty, size, linear=self.HASH_LINEAR),
                         table=name, entries=1 << log2qty, size=size)
 

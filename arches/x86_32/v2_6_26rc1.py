@@ -99,7 +99,7 @@ class Linux2626rc1(Linux2625):
         size = self.cfg.percpu_size
         self.printk("percpu.setup", f"PERCPU: Allocating {size} bytes of per cpu data", size=size)
         for cpu in range(self.possible_cpus()):
-            self._alloc(
+            self.alloc_bootmem(
                 allocator,
                 size,
                 PAGE_SIZE,
@@ -113,7 +113,7 @@ class Linux2626rc1(Linux2625):
         """acpi/sleep.c acpi_reserve_bootmem(), v2.6.26-rc1: ``alloc_bootmem_low(WAKEUP_SIZE)``;
         NULL (bootmem2 returns it; classic bootmem panics first) prints the error
         "ACPI: Cannot allocate lowmem, S3 disabled." instead."""
-        addr = self._alloc(
+        addr = self.alloc_bootmem(
             allocator,
             self.WAKEUP_SIZE,
             self.cfg.smp_cache_bytes,

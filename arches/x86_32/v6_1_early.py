@@ -42,7 +42,7 @@ class Early61:
     max_pfn: int
     max_low_pfn: int
     DMA_GOAL: int
-    _alloc: Any
+    alloc_bootmem: Any  # BootSteps.alloc_bootmem()
 
     def resource_size(self) -> int:
         """include/linux/ioport.h sizeof(struct resource), 6.1 i386: start, end
@@ -70,24 +70,24 @@ class Early61:
         cache = self.cfg.smp_cache_bytes
         res = self.resource_size()
         for _ in range(self.NR_HPETS):  # acpi_parse_hpet(): resource + its name
-            self._alloc(allocator, res + self.HPET_RESOURCE_NAME_SIZE, cache, 0, ANY,
-                        "acpi_parse_hpet", "hpet resource")
+            self.alloc_bootmem(allocator, res + self.HPET_RESOURCE_NAME_SIZE, cache, 0, ANY,
+                               "acpi_parse_hpet", "hpet resource")
         if self.NR_IOAPICS:  # ioapic_setup_resources(): (name + resource) x nr_ioapics
-            self._alloc(allocator, (self.IOAPIC_RESOURCE_NAME_SIZE + res) * self.NR_IOAPICS,
-                        cache, 0, ANY, "io_apic_init_mappings", "ioapic resources")
+            self.alloc_bootmem(allocator, (self.IOAPIC_RESOURCE_NAME_SIZE + res) * self.NR_IOAPICS,
+                               cache, 0, ANY, "io_apic_init_mappings", "ioapic resources")
         # e820__reserve_resources(): one struct resource per e820_table entry (7 x 40 = 280
         # in pae_1G: the 6 BIOS entries plus the page-0 split of trim_bios_range()).
-        self._alloc(allocator, res * len(self.e820), cache, 0, ANY, "e820__reserve_resources",
-                    "e820 resources")
+        self.alloc_bootmem(allocator, res * len(self.e820), cache, 0, ANY,
+                           "e820__reserve_resources", "e820 resources")
         # firmware_map_add_early() per e820_table_firmware entry: the BIOS map as
         # e820__memory_setup() sanitized it, before trim_bios_range() and mem=/memmap=.
         firmware = sanitize(list(self.machine.e820), profile="6.1") or list(self.machine.e820)
         for _ in firmware:
-            self._alloc(allocator, self.FIRMWARE_MAP_ENTRY_SIZE, cache, 0, ANY,
-                        "firmware_map_add_early", "firmware map entry")
+            self.alloc_bootmem(allocator, self.FIRMWARE_MAP_ENTRY_SIZE, cache, 0, ANY,
+                               "firmware_map_add_early", "firmware map entry")
         for _ in range(self.nosave_regions()):
-            self._alloc(allocator, self.NOSAVE_REGION_SIZE, cache, 0, ANY,
-                        "register_nosave_region", "nosave region")
+            self.alloc_bootmem(allocator, self.NOSAVE_REGION_SIZE, cache, 0, ANY,
+                               "register_nosave_region", "nosave region")
 
     def nosave_regions(self) -> int:
         """arch/x86/kernel/e820.c e820__register_nosave_regions(max_pfn), 6.1.176 (the 2025
@@ -141,12 +141,12 @@ class Early61:
         unused tail (``memblock_phys_free: [x-x-1]``) changes nothing and is not made."""
         cfg = self.cfg
         cache = cfg.smp_cache_bytes
-        ai = self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 0, ANY, "pcpu_build_alloc_info",
-                         "pcpu alloc info")
-        areas = self._alloc(allocator, PAGE_SIZE, cache, 0, ANY, "pcpu_embed_first_chunk",
-                            "pcpu areas")
-        self._alloc(allocator, cfg.percpu_size * cfg.nr_cpus, PAGE_SIZE, self.DMA_GOAL, ANY,
-                    "pcpu_embed_first_chunk", "per-cpu first chunk")
+        ai = self.alloc_bootmem(allocator, PAGE_SIZE, PAGE_SIZE, 0, ANY, "pcpu_build_alloc_info",
+                                "pcpu alloc info")
+        areas = self.alloc_bootmem(allocator, PAGE_SIZE, cache, 0, ANY, "pcpu_embed_first_chunk",
+                                   "pcpu areas")
+        self.alloc_bootmem(allocator, cfg.percpu_size * cfg.nr_cpus, PAGE_SIZE, self.DMA_GOAL, ANY,
+                           "pcpu_embed_first_chunk", "per-cpu first chunk")
         self.pcpu_setup_first_chunk(allocator)
         for addr in (ai, areas):
             if addr is not None:
@@ -160,13 +160,13 @@ class Early61:
         cache = cfg.smp_cache_bytes
         for n, what in ((1, "group_offsets"), (1, "group_sizes"), (cfg.nr_cpus, "unit_map"),
                         (cfg.nr_cpus, "unit_off")):
-            self._alloc(allocator, 4 * n, cache, 0, ANY, "pcpu_setup_first_chunk", what)
+            self.alloc_bootmem(allocator, 4 * n, cache, 0, ANY, "pcpu_setup_first_chunk", what)
         # pcpu_nr_slots = __pcpu_size_to_slot(unit_size) + 4; __pcpu_size_to_slot() =
         # max(fls(size) - PCPU_SLOT_BASE_SHIFT + 2, 1): 135168 -> fls 18 -> 15 + 4 = 19 slots,
         # 19 x 8 = 152 bytes (the log's request).
         slots = max(cfg.percpu_size.bit_length() - self.PCPU_SLOT_BASE_SHIFT + 2, 1) + 4
-        self._alloc(allocator, slots * 8, cache, 0, ANY, "pcpu_setup_first_chunk",
-                    "pcpu_chunk_lists")
+        self.alloc_bootmem(allocator, slots * 8, cache, 0, ANY, "pcpu_setup_first_chunk",
+                           "pcpu_chunk_lists")
         # pcpu_alloc_first_chunk(base + static_size, reserved + dyn): the region starts at the
         # static part's page offset and is page aligned: region_size = start_offset + dyn
         # (the unit is static + dyn exactly, r0): (104276 % 4096) + 30892 = 32768.
@@ -175,14 +175,14 @@ class Early61:
         region = -(-((static % PAGE_SIZE) + dyn) // PAGE_SIZE) * PAGE_SIZE
         bits = region >> self.PCPU_MIN_ALLOC_SHIFT
         longs = -(-bits // 32)
-        self._alloc(allocator, self.PCPU_CHUNK_SIZE + 4 * -(-(region // PAGE_SIZE) // 32),
-                    cache, 0, ANY, "pcpu_alloc_first_chunk", "pcpu first chunk")
-        self._alloc(allocator, 4 * longs, cache, 0, ANY, "pcpu_alloc_first_chunk",
-                    "pcpu alloc_map")  # BITS_TO_LONGS(region_bits): 8192 bits -> 1024 bytes
-        self._alloc(allocator, 4 * -(-(bits + 1) // 32), cache, 0, ANY,
-                    "pcpu_alloc_first_chunk", "pcpu bound_map")  # region_bits + 1 -> 1028
-        self._alloc(allocator, region // PAGE_SIZE * self.PCPU_BLOCK_MD_SIZE, cache, 0, ANY,
-                    "pcpu_alloc_first_chunk", "pcpu md_blocks")  # 8 blocks x 32 = 256
+        self.alloc_bootmem(allocator, self.PCPU_CHUNK_SIZE + 4 * -(-(region // PAGE_SIZE) // 32),
+                           cache, 0, ANY, "pcpu_alloc_first_chunk", "pcpu first chunk")
+        self.alloc_bootmem(allocator, 4 * longs, cache, 0, ANY, "pcpu_alloc_first_chunk",
+                           "pcpu alloc_map")  # BITS_TO_LONGS(region_bits): 8192 bits -> 1024 bytes
+        self.alloc_bootmem(allocator, 4 * -(-(bits + 1) // 32), cache, 0, ANY,
+                           "pcpu_alloc_first_chunk", "pcpu bound_map")  # region_bits + 1 -> 1028
+        self.alloc_bootmem(allocator, region // PAGE_SIZE * self.PCPU_BLOCK_MD_SIZE, cache, 0, ANY,
+                           "pcpu_alloc_first_chunk", "pcpu md_blocks")  # 8 blocks x 32 = 256
 
     def unknown_bootoptions(self, allocator: AllocatorFacade) -> None:
         """init/main.c print_unknown_bootoptions(), 6.1: 1 + (1 + strlen) per option handed
@@ -198,8 +198,8 @@ class Early61:
         if not unknown:
             return
         size = 1 + sum(1 + len(w) for w in unknown)
-        addr = self._alloc(allocator, size, self.cfg.smp_cache_bytes, 0, ANY, "start_kernel",
-                           "unknown boot options")
+        addr = self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, 0, ANY, "start_kernel",
+                                  "unknown boot options")
         if addr is not None:
             allocator.free(addr=addr, size=size, node=None)
 
@@ -222,5 +222,5 @@ class Early61:
         pmd_pages = 512 if pae else 1024
         spare = self.BRK_PGT_SPARE[pae] - (1 if self.max_low_pfn % pmd_pages else 0)
         for _ in range(max(self.CEA_PTE_PAGES[pae] - max(spare, 0), 0)):
-            self._alloc(allocator, PAGE_SIZE, PAGE_SIZE, 1 << 20, ANY, "alloc_low_pages",
-                        "cpu entry area page table")
+            self.alloc_bootmem(allocator, PAGE_SIZE, PAGE_SIZE, 1 << 20, ANY, "alloc_low_pages",
+                               "cpu entry area page table")

@@ -99,8 +99,8 @@ class Mm61(Early61, Bootmem2625):
         if end <= low_end:
             return
         area = -(-size // PAGE_SIZE) * PAGE_SIZE
-        new = self._alloc(allocator, area, PAGE_SIZE, 0, "__alloc_bootmem_low",
-                          "relocate_initrd", "initrd")
+        new = self.alloc_bootmem(allocator, area, PAGE_SIZE, 0, "__alloc_bootmem_low",
+                                 "relocate_initrd", "initrd")
         assert new is not None  # the low wrapper panics instead
         self.printk("initrd.relocate", [
             f"Allocated new RAMDISK: [mem {new:#010x}-{new + size - 1:#010x}]",
@@ -158,15 +158,15 @@ class Mm61(Early61, Bootmem2625):
         start = self.active[0][0]
         end = start + sum(z.spanned for z in self.zones)
         size = mm.node_mem_map_bytes(start, end, self.cfg.struct_page_size)
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, 0, NODE, "memmap_alloc",
-                    "mem_map", node=0)
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, 0, NODE, "memmap_alloc",
+                           "mem_map", node=0)
 
     def setup_usemap(self, allocator: AllocatorFacade, z: ZoneSize) -> None:
         """setup_usemap(), 6.1: memblock_alloc_node(usemap_size(zone_start, spanned))."""
         size = mm.usemap_size_61(z.start, z.spanned, self.cfg.pageblock_order,
                                  self.NR_PAGEBLOCK_BITS)
-        self._alloc(allocator, size, self.cfg.smp_cache_bytes, 0, NODE, "setup_usemap",
-                    f"{z.name} usemap", node=0)
+        self.alloc_bootmem(allocator, size, self.cfg.smp_cache_bytes, 0, NODE, "setup_usemap",
+                           f"{z.name} usemap", node=0)
 
     def unavailable_ranges(self) -> list[tuple[str, int]]:
         """memmap_init() + memmap_init_zone_range() + init_unavailable_range(), 6.1 FLATMEM.
@@ -222,8 +222,8 @@ class Mm61(Early61, Bootmem2625):
         cfg = self.cfg
         cmdline = self.machine.kernel.cmdline
         for name in ("saved_command_line", "static_command_line"):
-            self._alloc(allocator, len(cmdline.encode()) + 1, cfg.smp_cache_bytes, 0,
-                        "__alloc_bootmem", "setup_command_line", name)
+            self.alloc_bootmem(allocator, len(cmdline.encode()) + 1, cfg.smp_cache_bytes, 0,
+                               "__alloc_bootmem", "setup_command_line", name)
         if cfg.smp:
             self.printk("percpu.setup", f"setup_percpu: NR_CPUS:{self.NR_CPUS} nr_cpumask_bits:"
                         f"{cfg.nr_cpus} nr_cpu_ids:{cfg.nr_cpus} nr_node_ids:1")
@@ -250,12 +250,12 @@ class Mm61(Early61, Bootmem2625):
             return
         self.printk("swiotlb.init", "software IO TLB: area num 1.")
         nslabs = self.IO_TLB_DEFAULT_SIZE >> 11
-        self._alloc(allocator, self.IO_TLB_DEFAULT_SIZE, PAGE_SIZE, 0, "__alloc_bootmem_low",
-                    "swiotlb_init_remap", "swiotlb bounce buffer")
-        self._alloc(allocator, nslabs * self.IO_TLB_SLOT_SIZE, PAGE_SIZE, 0, "__alloc_bootmem",
-                    "swiotlb_init_remap", "swiotlb slots")
-        self._alloc(allocator, self.IO_TLB_AREA_SIZE, self.cfg.smp_cache_bytes, 0,
-                    "__alloc_bootmem", "swiotlb_init_remap", "swiotlb areas")
+        self.alloc_bootmem(allocator, self.IO_TLB_DEFAULT_SIZE, PAGE_SIZE, 0, "__alloc_bootmem_low",
+                           "swiotlb_init_remap", "swiotlb bounce buffer")
+        self.alloc_bootmem(allocator, nslabs * self.IO_TLB_SLOT_SIZE, PAGE_SIZE, 0,
+                           "__alloc_bootmem", "swiotlb_init_remap", "swiotlb slots")
+        self.alloc_bootmem(allocator, self.IO_TLB_AREA_SIZE, self.cfg.smp_cache_bytes, 0,
+                           "__alloc_bootmem", "swiotlb_init_remap", "swiotlb areas")
 
     def build_all_zonelists(self) -> None:
         """build_all_zonelists(), 6.1: Total pages = the zones' initial managed pages
