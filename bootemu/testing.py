@@ -1,5 +1,5 @@
 """A test kit for plugin authors (public): boot an arch on every backend and hold it to the
-checks.
+checks; record what a backend hands off.
 
     from bootemu.testing import check_arch
 
@@ -8,7 +8,8 @@ checks.
 
 :func:`check_arch` needs no installed entry point for the arch: pass the plugin class (or a
 factory) and a machine file or :class:`~bootemu.models.Machine`; the machine's arch tables are
-validated by the class's ``MACHINE_SCHEMA``.
+validated by the class's ``MACHINE_SCHEMA``. :class:`RecordingSink` is a page sink for a
+backend's ``bootemu_alloc_handoff(sink=..., node=...)`` under test.
 """
 
 from __future__ import annotations
@@ -20,6 +21,29 @@ from bootemu.machine import load_machine
 from bootemu.models import BootemuError, Machine
 from bootemu.plugins import ALLOCATOR_GROUP, discover
 from bootemu.sequencer import BootResult, boot_machine
+
+
+class RecordingSink:
+    """A :class:`~bootemu.models.PageSink` that records every ``free_run()`` call, in order,
+    as ``(node, start_pfn, end_pfn, order)`` in :attr:`runs`."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, int, int, int]] = []
+
+    def free_run(self, *, node: int, start_pfn: int, end_pfn: int, order: int) -> None:
+        self.runs.append((node, start_pfn, end_pfn, order))
+
+    def pages(self) -> int:
+        """Pages released in all."""
+        return sum(e - s for _, s, e, _ in self.runs)
+
+    def pfns(self) -> set[int]:
+        """Every pfn released (one Python int each: for small tests)."""
+        return {p for _, s, e, _ in self.runs for p in range(s, e)}
+
+    def expanded(self) -> list[tuple[int, int]]:
+        """``(pfn, order)`` per kernel call: one per page, or one per chunk of 2**order pages."""
+        return [(p, o) for _, s, e, o in self.runs for p in range(s, e, 1 << o)]
 
 
 def _per_node(result: BootResult) -> dict[str, int]:
@@ -82,4 +106,4 @@ def check_arch(
     return results
 
 
-__all__ = ["check_arch"]
+__all__ = ["RecordingSink", "check_arch"]

@@ -18,29 +18,10 @@ from bootemu.boot import Boot, Tracer
 from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelPanic, KernelSpec, Machine
+from bootemu.testing import RecordingSink
 
 PS = 4096
 K, M, G = 1 << 10, 1 << 20, 1 << 30
-
-
-class FakeSink:
-    """A page sink that records every free_run() call."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, int, int]] = []
-
-    def free_run(self, *, node: int, start_pfn: int, end_pfn: int, order: int) -> None:
-        self.runs.append((node, start_pfn, end_pfn, order))
-
-    def pages(self) -> int:
-        return sum(e - s for _, s, e, _ in self.runs)
-
-    def expanded(self) -> list[tuple[int, int]]:
-        """(pfn, order) per kernel call: one per page, or one per chunk of 2**order pages."""
-        out = []
-        for _, s, e, o in self.runs:
-            out.extend((p, o) for p in range(s, e, 1 << o))
-        return out
 
 
 def make(bits_per_long: int = 32, debug: bool = False) -> Bootmem:
@@ -211,7 +192,7 @@ def test_b13_free_all_bootmem():
     bm.bootemu_alloc_enable(placements={"node0": 0x100})
     bm.bootemu_alloc_free(addr=0, size=128 * M, node=None)
     bm.bootemu_alloc_reserve(addr=0, size=0x101 * PS, node=None, exclusive=False)
-    sink = FakeSink()
+    sink = RecordingSink()
     assert bm.bootemu_alloc_handoff(sink=sink, node=0) == 32512
     # pfns 0..256 reserved; the free run is [257, 32768).
     # ALIGN(257, 32) = 288: 288 - 257 = 31 single pages 257..287;
@@ -230,7 +211,7 @@ def test_b14_gofast_needs_256k_alignment(start, gofast):
     # start 32 = 128 KiB: ffs(0x20000) - 12 = 6, not > ffs(32) = 6; start 64: 7 > 6.
     n = 1024
     bm = standard(start=start, end=start + n, mapstart=4)
-    sink = FakeSink()
+    sink = RecordingSink()
     # all n pages free + 1 bitmap page (n/8 = 128 bytes)
     assert bm.bootemu_alloc_handoff(sink=sink, node=0) == n + 1
     orders = {o for _, _, _, o in sink.runs}
@@ -278,12 +259,12 @@ def test_limit_pfn_compared_with_last_success_bytes():
 def test_gofast_false_for_node_at_4g_on_64bit():
     # ffs() takes an int: 0x100000000 truncates to 0, ffs(0) - 12 = -12 is not > ffs(64) = 7
     bm = standard(start=0x100000, end=0x100000 + 256, mapstart=4, bpl=64)
-    sink = FakeSink()
+    sink = RecordingSink()
     assert bm.bootemu_alloc_handoff(sink=sink, node=0) == 256 + 1
     assert {o for *_, o in sink.runs} == {0}
     # 6 GiB: low 32 bits 0x80000000, ffs = 32, 20 > 7: order-6 chunks (ffs(64) - 1)
     bm = standard(start=0x180000, end=0x180000 + 256, mapstart=4, bpl=64)
-    sink = FakeSink()
+    sink = RecordingSink()
     bm.bootemu_alloc_handoff(sink=sink, node=0)
     assert sink.runs[0] == (0, 0x180000, 0x180000 + 256, 6)
 
@@ -337,7 +318,7 @@ def test_trace_events():
     bm.bootemu_alloc_register_block(node=0, start_pfn=0, end_pfn=0x1000)
     with capture_logs() as logs:
         bm.bootemu_alloc_enable(placements={"node0": 0x20})
-        bm.bootemu_alloc_handoff(sink=FakeSink(), node=None)
+        bm.bootemu_alloc_handoff(sink=RecordingSink(), node=None)
     init, handoff = logs
     assert init["event"] == "alloc.node.init"
     # 0x1000 pages / 8 = 512 bytes, a multiple of 8
@@ -354,9 +335,9 @@ def test_trace_events():
 
 def test_handoff_twice_is_a_bug():
     bm = standard()
-    bm.bootemu_alloc_handoff(sink=FakeSink(), node=0)
+    bm.bootemu_alloc_handoff(sink=RecordingSink(), node=0)
     with pytest.raises(KernelBug):
-        bm.bootemu_alloc_handoff(sink=FakeSink(), node=0)
+        bm.bootemu_alloc_handoff(sink=RecordingSink(), node=0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -388,7 +369,7 @@ def test_overlapping_spans_free_and_handoff_twice():
     assert b1[0:0x80000].count(0) == 0x80000  # node 1, relative 0 = pfn 0x80000
     assert b0.count(0) == b1.count(0) == 0x80000
 
-    sink = FakeSink()
+    sink = RecordingSink()
     assert bm.bootemu_alloc_handoff(sink=sink, node=None) == 2 * (0x80000 + 48)
     twice = sum(
         min(e, 0x100000) - max(s, 0x80000)
@@ -435,7 +416,7 @@ def test_hookimpls_validate_against_the_spec():
     assert h.bootemu_alloc_alloc(request=req) == PS
     assert h.bootemu_alloc_overhead_bytes() == PS
     assert h.bootemu_alloc_stats()["spans"] == [[0, 1024]]
-    assert h.bootemu_alloc_handoff(sink=FakeSink(), node=None) == 1024 - 2 + 1
+    assert h.bootemu_alloc_handoff(sink=RecordingSink(), node=None) == 1024 - 2 + 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -671,7 +652,7 @@ def test_property_single_node(start, npages, bpl, init_free, seq):
     assert {start + i for i in range(npages) if bits(bm)[i]} == reserved
     assert bits(bm)[npages:].all()  # padding
     assert bits(bm).tolist() == model.map
-    sink = FakeSink()
+    sink = RecordingSink()
     count = bm.bootemu_alloc_handoff(sink=sink, node=0)
     assert sink.expanded() == model.free_all(mapstart, bdata.map_pages)
     released = [p for _, s, e, _ in sink.runs for p in range(s, e)]

@@ -20,20 +20,11 @@ from bootemu.boot import Boot, Tracer
 from bootemu.contract import ArchInfo
 from bootemu.hookspecs import PROJECT, AllocatorSpec
 from bootemu.models import EBUSY, AllocRequest, KernelBug, KernelSpec, Machine
+from bootemu.testing import RecordingSink
 
 K, M, G = 1 << 10, 1 << 20, 1 << 30
 P = 4096
 BOTH = (Bootmem2, Bootmem2PerBlock)
-
-
-class Sink:
-    """A fake page allocator: records every run the backend releases."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, int, int]] = []
-
-    def free_run(self, *, node: int, start_pfn: int, end_pfn: int, order: int) -> None:
-        self.runs.append((node, start_pfn, end_pfn, order))
 
 
 def make_boot(bits_per_long: int = 32) -> Boot:
@@ -175,7 +166,7 @@ def test_c2_free_crossing_the_node_boundary(cls):
     # free_bootmem(1.5G, 1.5G): pfns [0x60000, 0xC0000), 0x60000 = 393216 pages.
     a.bootemu_alloc_free(addr=3 * G // 2, size=3 * G // 2, node=None)
     assert reserved_pfns(a) == set(range(0x60000)) | set(range(0xC0000, 0x100000))
-    sink = Sink()
+    sink = RecordingSink()
     count = a.bootemu_alloc_handoff(sink=sink, node=None)
     # Map pages: v1 0x100000 pfns / 8 = 131072 bytes = 32 pages; III 2 x 65536 bytes = 2 x 16.
     assert count == 0x60000 + 32
@@ -404,7 +395,7 @@ def test_release_chunks(cls, block, bits_per_long, runs):
     start, end = block
     a = setup(cls, [(0, start, end)], maps={"global": 0x1000, "block0": 0x1000},
               bits_per_long=bits_per_long, free_all=True)
-    sink = Sink()
+    sink = RecordingSink()
     count = a.bootemu_alloc_handoff(sink=sink, node=None)
     # the bitmap (under 200 pfns -> 1 page) goes last, order 0, node 0 (no block holds 0x1000)
     assert sink.runs == [(0, s, e, o) for s, e, o in runs] + [(0, 0x1000, 0x1001, 0)]
@@ -417,7 +408,7 @@ def test_release_splits_a_run_into_leading_words_trailing(cls):
     # singles [5, 32), words [32, 96), singles [96, 100).
     a = setup(cls, [(0, 0, 128)], maps={"global": 0x1000, "block0": 0x1000})
     a.bootemu_alloc_free(addr=5 * P, size=95 * P, node=None)
-    sink = Sink()
+    sink = RecordingSink()
     assert a.bootemu_alloc_handoff(sink=sink, node=None) == 95 + 1
     assert sink.runs[:3] == [(0, 5, 32, 0), (0, 32, 96, 5), (0, 96, 100, 0)]
 
@@ -427,7 +418,7 @@ def test_v1_release_per_node_messages_and_bitmap_last():
     with structlog.testing.capture_logs() as logs:
         a = setup(Bootmem2, [(0, 0, 64), (1, 64, 128)], maps={"global": 100})
         a.bootemu_alloc_free(addr=0, size=100 * P, node=None)  # pfns [0, 100) free
-        sink = Sink()
+        sink = RecordingSink()
         # node 1 first: pfns [64, 100) free: 64 is word aligned, word [64, 96) ends before
         # 128 -> order 5; 96-99 single. 36 pages, not the last block -> no bitmap yet.
         assert a.bootemu_alloc_handoff(sink=sink, node=1) == 36
@@ -450,7 +441,7 @@ def test_iii_each_block_releases_its_own_bitmap():
     a = setup(Bootmem2PerBlock, [(0, 0, 64), (1, 64, 128)], maps={"block0": 10, "block1": 0x500})
     a.bootemu_alloc_free(addr=32 * P, size=P, node=None)
     a.bootemu_alloc_free(addr=64 * P, size=P, node=None)
-    sink = Sink()
+    sink = RecordingSink()
     assert a.bootemu_alloc_handoff(sink=sink, node=1) == 2
     assert a.bootemu_alloc_handoff(sink=sink, node=0) == 2
     assert sink.runs == [(1, 64, 65, 0), (1, 0x500, 0x501, 0), (0, 32, 33, 0), (0, 10, 11, 0)]
@@ -480,7 +471,7 @@ def test_every_allocator_hook_is_implemented_and_validates(cls):
     assert hook.bootemu_alloc_overhead_bytes() == 4096
     assert hook.bootemu_alloc_stats()["blocks"] == 1
     # 62 free pages [2, 64) single (start 2 is inside the first word) + 1 bitmap page
-    sink = Sink()
+    sink = RecordingSink()
     assert hook.bootemu_alloc_handoff(sink=sink, node=None) == 63
 
 
@@ -643,7 +634,7 @@ class Bootmem2Model(RuleBasedStateMachine):
     @rule(data=st.data())
     def handoff(self, data):
         nodes = data.draw(st.permutations(sorted({n for n, _s, _e in self.blocks})))
-        sink, count = Sink(), 0
+        sink, count = RecordingSink(), 0
         for node in nodes:
             count += self.a.bootemu_alloc_handoff(sink=sink, node=node)
         self.done = True

@@ -26,23 +26,11 @@ from bootemu.importers import strip_dmesg_prefix
 from bootemu.importers.trace import TraceCall, read_trace
 from bootemu.models import AllocRequest, BootemuError, KernelBug, KernelSpec, Machine
 from bootemu.plugins import AllocatorFacade, make_manager
+from bootemu.testing import RecordingSink
 
 P = 4096
 LOGS = Path(__file__).parent / "data" / "real-boots-2008" / "logs"
 TRFC = ("trfc_256M", "trfc_1G", "trfc_1G_mem512M", "trfc_3G")
-
-
-class Sink:
-    """A fake page allocator: records every run the backend releases."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, int, int]] = []
-
-    def free_run(self, *, node: int, start_pfn: int, end_pfn: int, order: int) -> None:
-        self.runs.append((node, start_pfn, end_pfn, order))
-
-    def pfns(self) -> set[int]:
-        return {p for _, s, e, _ in self.runs for p in range(s, e)}
 
 
 def make(cls=Bootmem2Rfc1, bits=32):
@@ -119,7 +107,7 @@ def replay(case: str, cls=Bootmem2Rfc1):
                 )
             elif call.op == "alloc":
                 got.append((call, facade.alloc(request=request(call))))
-        released = facade.handoff(sink=Sink(), node=0)  # mem_init(): bootmem_release()
+        released = facade.handoff(sink=RecordingSink(), node=0)  # mem_init(): bootmem_release()
     return backend, recorder, got, events, released
 
 
@@ -303,7 +291,7 @@ def test_defect7_unaligned_block_release_reads_shifted_bits():
     # Block [3, 0x100): 253 pfns, ceil(253 / 8) = 32 bytes = 256 bits >= 0x100: fits.
     backend, facade, _recorder = small(blocks=((0, 3, 0x100),))
     facade.reserve(addr=3 * P, size=P, node=None, exclusive=False)
-    sink = Sink()
+    sink = RecordingSink()
     # start 3 is not word aligned: pfn q is released when the bit of q - 3 is clear. Bits
     # 0-2 (pfns below the block) are set by the memset, bit 3 (pfn 3) reserved: q = 3..6 stay,
     # [7, 0x100) go (249 pages), and the one map page at 0x1000.
@@ -328,14 +316,14 @@ def test_defect8_release_node_releases_empty_slots():
     # bootmem_release_node(0): bid 0 releases 256 pages + the map page (nr_blocks 1 -> 0),
     # then bid 1, never registered: BUG_ON(!bootmem_nr_blocks).
     with pytest.raises(KernelBug, match=r"BUG_ON\(!bootmem_nr_blocks\)"):
-        facade.handoff(sink=Sink(), node=0)
+        facade.handoff(sink=RecordingSink(), node=0)
 
 
 def test_setup_and_release_messages():
     with structlog.testing.capture_logs() as events:
         _backend, facade, _recorder = small(blocks=((0, 0, 0x8000),))
         # C3 (reference): 32768 pfns, one page of map, at pfn 0x1000.
-        facade.handoff(sink=Sink(), node=None)
+        facade.handoff(sink=RecordingSink(), node=None)
     lines = [e["dmesg"] for e in events if "dmesg" in e]
     # Everything free but nothing else: 32768 pages + 1 map page.
     assert lines == [
@@ -396,7 +384,7 @@ def test_posted_code_matches_the_intended_design_until_a_listed_defect_fires(two
             assert isinstance(got, tuple) and isinstance(want, tuple), (op, got, want)
             return
         assert got == want, op
-    sink_p, sink_i = Sink(), Sink()
+    sink_p, sink_i = RecordingSink(), RecordingSink()
     n_p, n_i = pf.handoff(sink=sink_p, node=0), inf.handoff(sink=sink_i, node=0)
     if not posted.bootemu_alloc_stats()["defects"]:
         assert (n_p, sink_p.pfns()) == (n_i, sink_i.pfns())

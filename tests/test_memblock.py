@@ -28,23 +28,11 @@ from bootemu.machine import list_presets, load_machine
 from bootemu.models import EBUSY, AllocRequest, KernelPanic, KernelSpec, Machine
 from bootemu.plugins import AllocatorFacade, make_manager
 from bootemu.sequencer import boot_machine
+from bootemu.testing import RecordingSink
 
 K, M = 1 << 10, 1 << 20
 P = 4096
 REAL = Path(__file__).parent / "data" / "real-boots"
-
-
-class Sink:
-    """A fake page allocator: records every run the backend releases."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, int, int]] = []
-
-    def free_run(self, *, node: int, start_pfn: int, end_pfn: int, order: int) -> None:
-        self.runs.append((node, start_pfn, end_pfn, order))
-
-    def pfns(self) -> set[int]:
-        return {p for _, s, e, _ in self.runs for p in range(s, e)}
 
 
 def make(blocks=((0, 0, 256 * M // P),), *, free=True, cmdline="", bits=64, highmem=None):
@@ -161,7 +149,7 @@ def test_m4_panicking_wrapper_prints_the_callers_text():
 def test_m5_free_all_chunk_orders():
     mb, facade = make(blocks=((0, 0, 1024),))
     facade.reserve(addr=0, size=P, node=None, exclusive=False)
-    sink = Sink()
+    sink = RecordingSink()
     assert facade.handoff(sink=sink, node=None) == 1023
     # __free_pages_memory([1, 1024)): orders 0, 1, ..., 9 at pfns 1, 2, 4, ..., 512.
     assert sink.runs == [(0, 1 << k, 2 << k, k) for k in range(10)]
@@ -240,11 +228,11 @@ def test_handoff_by_node_and_clipped_at_the_limit():
     mb, facade = make(blocks=((0, 0, 512), (1, 512, 1024)))
     facade.reserve(addr=0, size=P, node=None, exclusive=False)
     facade.reserve(addr=0x1FF800, size=0x1000, node=None, exclusive=False)  # pfns 511, 512
-    sink = Sink()
+    sink = RecordingSink()
     # node 1: [513, 1024) (pfn 512 holds reserved bytes: PFN_UP of the range start).
     assert facade.handoff(sink=sink, node=1) == 511
     assert sink.pfns() == set(range(513, 1024)) and {r[0] for r in sink.runs} == {1}
-    sink = Sink()
+    sink = RecordingSink()
     assert facade.handoff(sink=sink, node=0) == 510
     assert sink.pfns() == set(range(1, 511))
 
@@ -295,7 +283,7 @@ def test_reserved_array_doubles_past_128_regions():
     assert mb.reserved.regions[-1] == (0x0FFFE000, 0x2000, NUMA_NO_NODE)
     assert facade.overhead_bytes() == 2 * 128 * 24 + 8192
     # memblock_discard() gives the array's two pages back after the free ranges.
-    sink = Sink()
+    sink = RecordingSink()
     free = 65536 - 129 - 2  # all memory but the 129 reserved pages and the array's 2
     assert facade.handoff(sink=sink, node=None) == free + 2
     assert sink.runs[-1] == (0, 0xFFFE, 0x10000, 0)
@@ -410,7 +398,7 @@ def test_real_boot_every_memblock_address(case):
     if case.startswith("amd64"):
         return
     free_k, high_k = re.search(r"Memory: (\d+)K/.* (\d+)K highmem", memory_line).groups()
-    assert facade.handoff(sink=Sink(), node=0) == (int(free_k) - int(high_k)) // 4
+    assert facade.handoff(sink=RecordingSink(), node=0) == (int(free_k) - int(high_k)) // 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +530,7 @@ def test_model(program):
             if got is not None:
                 assert not reserved[got:got + size].any()
                 reserved[got:got + size] = 1
-    sink = Sink()
+    sink = RecordingSink()
     count = facade.handoff(sink=sink, node=None)
     free = memory & ~reserved
     want_chunks = []
