@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 import structlog
-from test_real_boots import _LINE_KINDS
+from test_real_boots import _LINE_KINDS, classify_lines
 
 from bootemu.importers import import_dmesg, strip_dmesg_prefix
 from bootemu.importers.kbuild import read_kconfig, read_system_map
@@ -101,12 +101,20 @@ LINE_KINDS_2008 = (
     ("hash tables", _SHARED["hash tables"]),
     ("Memory", re.compile(r"Memory: \d+k/\d+k available .*")),
 )
-#: Sections: header -> (kind, the pattern of the lines that belong to it).
-SECTIONS_2008 = {
-    "Zone PFN ranges:": ("Zone PFN ranges", re.compile(r"  \w+\s+\d+ ->\s+\d+")),
-    "Movable zone start PFN for each node": ("Movable zone", re.compile(r"  Node \d+: \d+")),
-}
-_NODE_MAP = re.compile(r"early_node_map\[\d+\] active PFN ranges")
+#: Sections: (header, kind, the pattern of the lines that belong to it).
+SECTIONS_2008 = (
+    (re.compile(r"Zone PFN ranges:"), "Zone PFN ranges", re.compile(r"  \w+\s+\d+ ->\s+\d+")),
+    (
+        re.compile(r"Movable zone start PFN for each node"),
+        "Movable zone",
+        re.compile(r"  Node \d+: \d+"),
+    ),
+    (
+        re.compile(r"early_node_map\[\d+\] active PFN ranges"),
+        "early_node_map",
+        re.compile(r"\s+\d+:\s+\d+ ->\s+\d+"),
+    ),
+)
 KINDS = tuple(k for k, _ in LINE_KINDS_2008) + ("Zone PFN ranges", "Movable zone", "early_node_map")
 #: The kinds an image of another size changes (see the module docstring).
 IMAGE_KINDS = ("Memory",)
@@ -114,29 +122,7 @@ IMAGE_KINDS = ("Memory",)
 
 def classify(lines: Iterable[str]) -> dict[str, list[str]]:
     """The memory lines of each kind, in order, up to and including ``Memory:``."""
-    out: dict[str, list[str]] = {kind: [] for kind in KINDS}
-    section: tuple[str, re.Pattern[str]] | None = None
-    for line in lines:
-        line = line.rstrip()
-        if section is not None and section[1].fullmatch(line):
-            out[section[0]].append(line)
-            continue
-        section = None
-        if line in SECTIONS_2008:
-            section = SECTIONS_2008[line]
-            out[section[0]].append(line)
-            continue
-        if _NODE_MAP.fullmatch(line):
-            section = ("early_node_map", re.compile(r"\s+\d+:\s+\d+ ->\s+\d+"))
-            out["early_node_map"].append(line)
-            continue
-        for kind, pattern in LINE_KINDS_2008:
-            if pattern.fullmatch(line):
-                out[kind].append(line)
-                break
-        if line.startswith("Memory:"):
-            break
-    return out
+    return classify_lines(lines, KINDS, LINE_KINDS_2008, SECTIONS_2008, stop=re.compile("Memory:"))
 
 
 def real_text(case: str) -> str:

@@ -105,44 +105,77 @@ _LINE_KINDS = (
     ("hash tables", re.compile(r"(?:Dentry cache|Inode-cache) hash table entries: .*")),
     ("Initializing HighMem", re.compile(r"Initializing (?:HighMem|Movable) for node .*")),
 )
-#: Sections: header → the pattern of the lines that belong to it.
-_SECTIONS = {
-    "Zone ranges:": ("Zone ranges", re.compile(r"  \w+\s+(?:\[mem .*\]|empty)")),
-    "Movable zone start for each node": ("Movable zone", re.compile(r"  Node \d+: .*")),
-    "Early memory node ranges": (
+#: Sections: (header, kind, the pattern of the lines that belong to it); headers match whole.
+_SECTIONS = (
+    (re.compile(r"Zone ranges:"), "Zone ranges", re.compile(r"  \w+\s+(?:\[mem .*\]|empty)")),
+    (
+        re.compile(r"Movable zone start for each node"),
+        "Movable zone",
+        re.compile(r"  Node \d+: .*"),
+    ),
+    (
+        re.compile(r"Early memory node ranges"),
         "Early memory node ranges",
         re.compile(r"  node\s+\d+: \[mem .*\]"),
     ),
-}
+)
 #: mm/page_alloc.c mem_init_print_info(): ``Memory: %luK/%luK available (...``: the free
 #: pages at that moment, then all present pages.
 _MEMORY = re.compile(r"Memory: (\d+)K/(\d+)K available")
 
+Section = tuple[re.Pattern[str], str, re.Pattern[str]]
 
-def classify(lines: Iterable[str]) -> dict[str, list[str]]:
-    """The lines of each kind, in order. ``lines`` are already stripped of timestamps."""
-    out: dict[str, list[str]] = {kind: [] for kind in KINDS}
+
+def classify_lines(
+    lines: Iterable[str],
+    kinds: Iterable[str],
+    line_kinds: Iterable[tuple[str, re.Pattern[str]]],
+    sections: Iterable[Section],
+    *,
+    special: Any = None,
+    stop: re.Pattern[str] | None = None,
+) -> dict[str, list[str]]:
+    """The lines of each kind, in order (``lines`` already stripped of timestamps).
+
+    A section header line and the lines after it that its pattern matches go to its kind;
+    ``special(line, out)`` may take a line (returning True); otherwise the first single-line
+    kind that matches takes it. With ``stop``, classification ends after a line it matches.
+    """
+    out: dict[str, list[str]] = {kind: [] for kind in kinds}
+    line_kinds, sections = tuple(line_kinds), tuple(sections)
     section: tuple[str, re.Pattern[str]] | None = None
     for line in lines:
         line = line.rstrip()
         if section is not None and section[1].fullmatch(line):
             out[section[0]].append(line)
             continue
-        section = None
-        if line in _SECTIONS:
-            section = _SECTIONS[line]
+        section = next(((k, pat) for head, k, pat in sections if head.fullmatch(line)), None)
+        if section is not None:
             out[section[0]].append(line)
             continue
-        m = _MEMORY.match(line)
-        if m:
-            out["Memory-first-figure"].append(f"{m.group(1)}K")
-            out["Memory-total"].append(f"{m.group(2)}K")
+        if special is not None and special(line, out):
             continue
-        for kind, pattern in _LINE_KINDS:
+        for kind, pattern in line_kinds:
             if pattern.fullmatch(line):
                 out[kind].append(line)
                 break
+        if stop is not None and stop.match(line):
+            break
     return out
+
+
+def _memory_figures(line: str, out: dict[str, list[str]]) -> bool:
+    """The 6.1 ``Memory:`` line, as its two figures."""
+    m = _MEMORY.match(line)
+    if m:
+        out["Memory-first-figure"].append(f"{m.group(1)}K")
+        out["Memory-total"].append(f"{m.group(2)}K")
+    return m is not None
+
+
+def classify(lines: Iterable[str]) -> dict[str, list[str]]:
+    """The lines of each kind, in order. ``lines`` are already stripped of timestamps."""
+    return classify_lines(lines, KINDS, _LINE_KINDS, _SECTIONS, special=_memory_figures)
 
 
 def real_lines(case: str) -> dict[str, list[str]]:
