@@ -23,16 +23,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+def _add_set(p: argparse.ArgumentParser, text: str | None = None) -> None:
+    """``--set KEY=VALUE`` (repeatable): overrides of machine-file keys; ``text`` its help."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=text
+    )
+
+
 def _add_machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("machine", help="machine file (TOML) or built-in preset name")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a machine-file key, e.g. --set kernel.cmdline=mem=512M",
-    )
+    _add_set(p, "override a machine-file key, e.g. --set kernel.cmdline=mem=512M")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", help="machine file or preset (default: imported from the log)")
     p.add_argument("--kconfig", type=Path, help="the kernel's .config (for the import)")
     p.add_argument("--system-map", type=Path, help="the kernel's System.map (for the import)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p)
 
     p = sub.add_parser("explain", help="where every page of a real boot's Memory: line went")
     p.add_argument(
@@ -99,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the kernel's System.map: the exact image layout",
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p)
 
     p = sub.add_parser("import-memmap", help="write a machine file from /sys/firmware/memmap")
     p.add_argument("dir", nargs="?", type=Path, default=Path("/sys/firmware/memmap"))
     p.add_argument("-o", "--output", type=Path, help="machine file to write (default: stdout)")
     p.add_argument("--arch", default="x86_32", help="arch of the machine file (default x86_32)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(p)
 
     p = sub.add_parser(
         "map",
@@ -119,14 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a check found a violation (the picture is still written).",
     )
     p.add_argument("machine", help="machine file (TOML), built-in preset, or boot log (.log, .txt)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a machine-file key (of the imported machine, for a log)",
-    )
+    _add_set(p, "override a machine-file key (of the imported machine, for a log)")
     p.add_argument(
         "--allocators",
         help="comma-separated backends, one band each (default: every installed backend, "
