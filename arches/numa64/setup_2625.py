@@ -81,6 +81,8 @@ class Setup2625:
 
         def place_bitmap(self, boot: Boot, req: BitmapRequest) -> int: ...
 
+        def reserve_backend_maps(self, allocator: AllocatorFacade) -> None: ...
+
     # ---------------------------------------------------------------------------------------
     # early_res[] and find_e820_area()
 
@@ -296,18 +298,8 @@ class Setup2625:
     def reserve_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """A backend other than classic bootmem: its own maps, on the node they lie on
         (classic bootmem's are the kernel's bootmaps, reserved by setup_node_bootmem())."""
-        if boot.allocator_name == "bootmem":
-            return
-        for r in self.bitmap_reqs:
-            addr = pfn_phys(self.bitmaps[r.key][0])
-            owner = r.node if r.node is not None else self.memnode_nid(addr)
-            allocator.reserve(
-                addr=addr,
-                size=r.pages * PAGE_SIZE,
-                node=owner,
-                exclusive=False,
-                label=f"bootmem bitmap {r.key}",
-            )
+        if boot.allocator_name != "bootmem":
+            self.reserve_backend_maps(allocator)
 
     def setup_node_bootmem(
         self,

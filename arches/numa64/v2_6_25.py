@@ -15,10 +15,9 @@ and boot-allocators.md §1.8. NUMA discovery (the SRAT) is in :mod:`bootemu_arch
 
 What 6.1 takes from here, as :class:`bootemu.archbase.BootSteps` steps: ``place_bitmaps``
 (find_e820_area() above the early reservations, as setup_node_bootmem() placed its bootmap),
-``free_ram`` (the node's active ranges, free_bootmem_with_active_regions(); or every e820 RAM
-entry with ``kernel.free_ram = "generic"``) and ``reserve_bitmaps`` (NODE_DATA and the
-bitmaps, reserve_bootmem_node()); and the e820, ``mem=``, end-of-RAM, early-reservation and
-zone routines of the layout.
+``free_ram`` (the node's active ranges, free_bootmem_with_active_regions()) and
+``reserve_bitmaps`` (NODE_DATA and the bitmaps, reserve_bootmem_node()); and the e820,
+``mem=``, end-of-RAM, early-reservation and zone routines of the layout.
 """
 
 from __future__ import annotations
@@ -292,24 +291,16 @@ class Numa64Base(Srat2625, BootSteps):
         return placed
 
     def free_ram(self, boot: Boot, allocator: AllocatorFacade) -> None:
-        """Usable RAM into the bitmaps, the way ``kernel.free_ram`` says.
-
-        ``"node"``: free_bootmem_with_active_regions() -> free_bootmem_node() for each active
-        range of each node (page_alloc.c, 2.6.25), so a bitmap only ever sees its own node's
-        RAM. ``"generic"``: free_bootmem() of every e820 RAM entry once all bitmaps exist
-        (e820_32.c register_bootmem_low_pages() style); 2.6.25's free_bootmem() clears the
-        range in every node whose span holds it.
-        """
-        if self.cfg.free_ram == "node":
-            for node in self.memory_nodes():
-                lo = pfn_down(self.bootmem_span(node)[0])
-                for b in self.lay.blocks:
-                    if b.node == node and max(b.start_pfn, lo) < b.end_pfn:
-                        s = max(b.start_pfn, lo)
-                        allocator.free(addr=pfn_phys(s), size=pfn_phys(b.end_pfn - s), node=node)
-            return
-        for s, e in e820.ram_pfn_ranges(boot.e820, limit_pfn=self.lay.max_pfn):
-            allocator.free(addr=pfn_phys(s), size=pfn_phys(e - s), node=None)
+        """free_bootmem_with_active_regions() -> free_bootmem_node() for each active range of
+        each node (page_alloc.c, 2.6.25), so a bitmap only ever sees its own node's RAM. (The
+        6.1 profile accepts no other ``kernel.free_ram``; 2.6.25's ``"generic"`` frees are
+        :meth:`Setup2625.free_ram`'s.)"""
+        for node in self.memory_nodes():
+            lo = pfn_down(self.bootmem_span(node)[0])
+            for b in self.lay.blocks:
+                if b.node == node and max(b.start_pfn, lo) < b.end_pfn:
+                    s = max(b.start_pfn, lo)
+                    allocator.free(addr=pfn_phys(s), size=pfn_phys(b.end_pfn - s), node=node)
 
     def reserve_bitmaps(self, boot: Boot, allocator: AllocatorFacade) -> None:
         """setup_node_bootmem()'s reserve_bootmem_node() calls after the frees: NODE_DATA of
@@ -319,6 +310,11 @@ class Numa64Base(Srat2625, BootSteps):
             allocator.reserve(addr=addr, size=self.cfg.pgdat_size,
                               node=self.pgdat_owner(node, addr), exclusive=False,
                               label=f"NODE_DATA({node})")
+        self.reserve_backend_maps(allocator)
+
+    def reserve_backend_maps(self, allocator: AllocatorFacade) -> None:
+        """Each bitmap the backend asked for, on its node (a global or block bitmap on the
+        node it lies on, :meth:`phys_to_nid`)."""
         for r in self.bitmap_reqs:
             addr = pfn_phys(self.bitmaps[r.key][0])
             node = r.node if r.node is not None else self.phys_to_nid(addr)
